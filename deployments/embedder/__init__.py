@@ -1,0 +1,1 @@
+"""Embedder stage: text to L2-normalised vectors."""

@@ -1,0 +1,17 @@
+"""Builds the configured embedder engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deployments.embedder.config import EmbedderConfig, HashingEmbedderConfig
+from deployments.embedder.hashing import HashingEmbedder
+from deployments.embedder.protocol import EmbedderEngine
+from deployments.lexical.stats import LexicalStats
+
+
+def create_embedder(config: EmbedderConfig, index_dir: Path) -> EmbedderEngine:
+    """The engine for ``config``; ``index_dir`` supplies corpus statistics where needed."""
+    if isinstance(config, HashingEmbedderConfig):
+        return HashingEmbedder(config, LexicalStats.load(index_dir))
+    raise TypeError(f"unsupported embedder config {type(config).__name__}")

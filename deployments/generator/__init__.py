@@ -1,0 +1,1 @@
+"""Generator stage: streams an answer grounded in the reranked passages."""

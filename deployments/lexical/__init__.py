@@ -1,0 +1,1 @@
+"""Character n-gram statistics behind the built-in embedder, reranker and generator."""

@@ -1,0 +1,36 @@
+"""The unit of retrieval, shared by every stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A chunk of a source document, as stored in the index."""
+
+    id: str
+    """Unique id of this chunk (``<doc_id>`` or ``<doc_id>#<n>`` when split)."""
+    doc_id: str
+    """Id of the source document; every chunk of one document shares it."""
+    title: str
+    text: str
+    url: str | None = None
+
+    @property
+    def document_text(self) -> str:
+        """The text embedded and reranked: title and body, as in index building."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A passage found for a query, with the scores of each stage that saw it."""
+
+    passage: Passage
+    score: float
+    """First-stage similarity (inner product of normalised vectors)."""
+    rerank_score: float | None = None
+    """Raw reranker score; higher is more relevant."""
+    relevance: float | None = None
+    """Reranker score mapped to 0..1."""

@@ -1,0 +1,1 @@
+"""Reranker stage: rescoring of retrieved candidates."""

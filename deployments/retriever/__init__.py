@@ -1,0 +1,1 @@
+"""Retriever stage: FAISS search over a versioned index directory."""

@@ -1,0 +1,48 @@
+"""Typed configuration of the retriever stage and of the index it serves."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from deployments.config import StrictConfig
+
+
+class IndexConfig(StrictConfig):
+    """Which index the graph serves."""
+
+    path: str = Field(
+        description="Index root written by `jarag index build --out` (its current version is "
+        "served), or one version directory. Relative paths are resolved against the directory "
+        "`serve run` is started from."
+    )
+    version: str | None = Field(
+        None, description="Serve this version of the root instead of its current one."
+    )
+    verify_checksums: bool = Field(
+        True, description="Check every index file against the manifest's SHA-256 at load."
+    )
+
+
+class RetrieverConfig(StrictConfig):
+    """FAISS search settings."""
+
+    top_k: int = Field(50, ge=1, le=1000, description="Candidates retrieved for the reranker.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="'auto' moves the index to a GPU when faiss-gpu and a GPU are present."
+    )
+    search_parameters: dict[str, float] = Field(
+        default_factory=dict,
+        description="FAISS ParameterSpace settings applied at load, e.g. {nprobe: 32} for IVF "
+        "or {efSearch: 128} for HNSW.",
+    )
+    threads: int | None = Field(
+        None, ge=1, description="OpenMP threads for FAISS search; default: FAISS's own choice."
+    )
+    max_batch_size: int = Field(
+        32, ge=1, description="Concurrent searches combined into one FAISS call."
+    )
+    batch_wait_timeout_s: float = Field(
+        0.002, ge=0, description="Longest wait for a batch to fill before searching."
+    )

@@ -1,0 +1,159 @@
+"""Index building: the same embedder engines as serving, published atomically."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from deployments.embedder.config import EmbedderConfig
+from deployments.embedder.factory import create_embedder
+from deployments.embedder.protocol import EmbedderEngine
+from deployments.lexical.stats import LexicalStats
+from deployments.passage import Passage
+from deployments.retriever.index_format import (
+    FAISS_FILE,
+    FORMAT_VERSION,
+    ChunkingSettings,
+    IndexManifest,
+    PassageStore,
+    PassageStoreWriter,
+    finish_manifest,
+    new_version_name,
+    publish,
+    start_version,
+)
+from serve.corpus import read_documents, split_documents
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    faiss_factory: str = "Flat"
+    """FAISS index_factory string; 'Flat' is exact search, 'HNSW32' or 'IVF4096,PQ64' scale."""
+    chunking: ChunkingSettings = ChunkingSettings(max_chars=500, overlap_chars=100)
+    batch_size: int = 256
+    train_size: int = 100_000
+    """Most vectors used to train an index that needs training (IVF, PQ)."""
+    make_current: bool = True
+    progress: bool = True
+
+
+def build_index(
+    sources: Sequence[Path],
+    out: Path,
+    embedder_config: EmbedderConfig,
+    settings: BuildSettings = BuildSettings(),
+) -> IndexManifest:
+    """Read, chunk, embed and index ``sources`` into a new version under ``out``."""
+    if not sources:
+        raise ValueError("no input files given")
+    for source in sources:
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} does not exist")
+    out = out.expanduser().resolve()
+    building = start_version(out)
+    try:
+        num_documents = _write_passages(sources, building, settings)
+        store = PassageStore(building)
+        if len(store) == 0:
+            raise ValueError("the input files hold no passages")
+        try:
+            with _progress(settings, len(store), "statistics") as bar:
+                stats = LexicalStats.fit(_counting(bar, (p.document_text for p in store)))
+            stats.save(building)
+            embedder = create_embedder(embedder_config, building)
+            index = _build_faiss(store, embedder, settings)
+        finally:
+            store.close()
+        faiss.write_index(index, str(building / FAISS_FILE))
+        version = new_version_name()
+        manifest = finish_manifest(
+            building,
+            IndexManifest(
+                format_version=FORMAT_VERSION,
+                version=version,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                embedder=embedder.identity,
+                faiss_factory=settings.faiss_factory,
+                num_passages=int(index.ntotal),
+                num_documents=num_documents,
+                chunking=settings.chunking,
+                sources=[str(s) for s in sources],
+                files={},
+            ),
+        )
+        publish(building, out, version, make_current=settings.make_current)
+        return manifest
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+
+
+def _write_passages(sources: Sequence[Path], building: Path, settings: BuildSettings) -> int:
+    documents = itertools.chain.from_iterable(read_documents(s) for s in sources)
+    seen_documents: set[str] = set()
+
+    def counted() -> Iterator[Passage]:
+        c = settings.chunking
+        for passage in split_documents(documents, c.max_chars, c.overlap_chars):
+            seen_documents.add(passage.doc_id)
+            yield passage
+
+    with PassageStoreWriter(building) as writer, _progress(settings, None, "passages") as bar:
+        for passage in counted():
+            writer.add(passage)
+            bar.update(1)
+        writer.close()
+    return len(seen_documents)
+
+
+def _build_faiss(
+    store: PassageStore, embedder: EmbedderEngine, settings: BuildSettings
+) -> faiss.Index:
+    dimension = embedder.identity.dimension
+    index = faiss.index_factory(dimension, settings.faiss_factory, faiss.METRIC_INNER_PRODUCT)
+    total = len(store)
+    if not index.is_trained:
+        rows = np.sort(np.random.default_rng(0).permutation(total)[: settings.train_size])
+        logger.info("training %s on %d vectors", settings.faiss_factory, len(rows))
+        index.train(np.concatenate(list(_embed_rows(store, embedder, rows, settings.batch_size))))
+    with _progress(settings, total, "embedding") as bar:
+        for vectors in _embed_rows(store, embedder, np.arange(total), settings.batch_size):
+            index.add(vectors)
+            bar.update(len(vectors))
+    return index
+
+
+def _embed_rows(
+    store: PassageStore, embedder: EmbedderEngine, rows: NDArray[np.int64], batch_size: int
+) -> Iterator[NDArray[np.float32]]:
+    dimension = embedder.identity.dimension
+    for start in range(0, len(rows), batch_size):
+        texts = [store[int(r)].document_text for r in rows[start : start + batch_size]]
+        vectors = embedder.embed_passages(texts)
+        if vectors.shape != (len(texts), dimension):
+            raise ValueError(
+                f"embedder returned {vectors.shape}, expected ({len(texts)}, {dimension})"
+            )
+        yield vectors
+
+
+def _counting(bar: tqdm, texts: Iterator[str]) -> Iterator[str]:
+    for text in texts:
+        yield text
+        bar.update(1)
+
+
+def _progress(settings: BuildSettings, total: int | None, what: str) -> tqdm:
+    return tqdm(total=total, desc=what, unit=" passages", disable=not settings.progress)
