@@ -6,15 +6,16 @@ import itertools
 import logging
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import faiss
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 from tqdm import tqdm
 
+from deployments.config import StrictConfig
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
@@ -37,25 +38,34 @@ from serve.corpus import read_documents, split_documents
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class BuildSettings:
-    faiss_factory: str = "Flat"
-    """FAISS index_factory string; 'Flat' is exact search, 'HNSW32' or 'IVF4096,PQ64' scale."""
-    chunking: ChunkingSettings = ChunkingSettings(max_chars=500, overlap_chars=100)
-    batch_size: int = 256
-    train_size: int = 100_000
-    """Most vectors used to train an index that needs training (IVF, PQ)."""
-    make_current: bool = True
-    progress: bool = True
+class BuildSettings(StrictConfig):
+    """How an index version is built."""
+
+    faiss_factory: str = Field(
+        "Flat",
+        description="FAISS index_factory string: 'Flat' searches exactly; 'HNSW32' or "
+        "'IVF4096,PQ64' scale to millions of passages.",
+    )
+    chunking: ChunkingSettings = Field(
+        ChunkingSettings(max_chars=500, overlap_chars=100),
+        description="How documents are cut into passages.",
+    )
+    batch_size: int = Field(256, ge=1, description="Passages embedded per engine call.")
+    train_size: int = Field(
+        100_000, ge=1, description="Most vectors used to train an index that needs it (IVF, PQ)."
+    )
+    make_current: bool = Field(True, description="Serve the new version once it is published.")
+    progress: bool = Field(True, description="Show progress bars.")
 
 
 def build_index(
     sources: Sequence[Path],
     out: Path,
     embedder_config: EmbedderConfig,
-    settings: BuildSettings = BuildSettings(),
+    settings: BuildSettings | None = None,
 ) -> IndexManifest:
     """Read, chunk, embed and index ``sources`` into a new version under ``out``."""
+    settings = settings or BuildSettings()
     if not sources:
         raise ValueError("no input files given")
     for source in sources:

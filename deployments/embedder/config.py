@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from deployments.config import StrictConfig
+from deployments.batching import BatchingSettings
 
 
-class HashingEmbedderConfig(StrictConfig):
+class HashingEmbedderConfig(BatchingSettings):
     """Built-in embedder: character n-grams hashed into a dense vector, BM25-weighted
     with document frequencies learned at index build. Needs no model and no GPU."""
 

@@ -46,6 +46,8 @@ class GeneratedText:
     text: str
     tokens: int = 1
     finish_reason: FinishReason | None = None
+    prompt_tokens: int | None = None
+    """Size of the prompt, reported with the last piece by engines that know it."""
 
 
 class GeneratorEngine(Protocol):

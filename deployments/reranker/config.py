@@ -6,17 +6,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from deployments.config import StrictConfig
+from deployments.batching import BatchingSettings
 
 
-class LexicalRerankerConfig(StrictConfig):
+class LexicalRerankerConfig(BatchingSettings):
     """Built-in reranker: a lexical relevance model over character n-gram features."""
 
     backend: Literal["lexical"] = Field("lexical", description="Selects this engine.")
     top_n: int = Field(5, ge=1, le=100, description="Passages kept for the generator.")
-    max_batch_size: int = Field(16, ge=1, description="Concurrent rerank calls scored together.")
-    batch_wait_timeout_s: float = Field(
-        0.002, ge=0, description="Longest wait for a batch to fill before scoring."
+    max_batch_size: int = Field(
+        256, ge=1, le=4096, description="Most (query, document) pairs scored in one engine call."
     )
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from deployments.passage import Hit
 
 
 class RerankerEngine(Protocol):
@@ -22,3 +25,20 @@ class RerankerEngine(Protocol):
     def score(self, query: str, documents: Sequence[str]) -> NDArray[np.float32]: ...
 
     def relevance(self, raw_scores: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RerankScores:
+    raw: NDArray[np.float32]
+    """The model's own scores; higher is more relevant."""
+    relevance: NDArray[np.float32]
+    """The same mapped to 0..1."""
+
+
+def rank_hits(hits: Sequence[Hit], scores: RerankScores, top_n: int | None = None) -> list[Hit]:
+    """``hits`` best first by reranker score (ties keep retrieval order), scores attached."""
+    order = np.argsort(-scores.raw, kind="stable")[:top_n]
+    return [
+        Hit(hits[i].passage, hits[i].score, float(scores.raw[i]), float(scores.relevance[i]))
+        for i in order
+    ]

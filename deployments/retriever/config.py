@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from deployments.batching import BatchingSettings
 from deployments.config import StrictConfig
 
 
@@ -25,7 +26,7 @@ class IndexConfig(StrictConfig):
     )
 
 
-class RetrieverConfig(StrictConfig):
+class RetrieverConfig(BatchingSettings):
     """FAISS search settings."""
 
     top_k: int = Field(50, ge=1, le=1000, description="Candidates retrieved for the reranker.")
@@ -39,10 +40,4 @@ class RetrieverConfig(StrictConfig):
     )
     threads: int | None = Field(
         None, ge=1, description="OpenMP threads for FAISS search; default: FAISS's own choice."
-    )
-    max_batch_size: int = Field(
-        32, ge=1, description="Concurrent searches combined into one FAISS call."
-    )
-    batch_wait_timeout_s: float = Field(
-        0.002, ge=0, description="Longest wait for a batch to fill before searching."
     )

@@ -1,0 +1,23 @@
+"""Dynamic batching settings shared by the stages that batch concurrent requests."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from deployments.config import StrictConfig
+
+
+class BatchingSettings(StrictConfig):
+    """How a replica groups concurrent calls into one engine call (``@serve.batch``).
+
+    Keep the deployment's ``max_ongoing_requests`` at least ``max_batch_size`` so
+    that a full batch can be admitted at once.
+    """
+
+    max_batch_size: int = Field(32, ge=1, le=4096, description="Most calls in one engine call.")
+    batch_wait_timeout_s: float = Field(
+        0.002, ge=0, le=10, description="Longest wait for a batch to fill before running it."
+    )
+    batching: bool = Field(
+        True, description="Set false to run every call on its own (for measuring batching gains)."
+    )

@@ -1,0 +1,90 @@
+"""The Embedder deployment: a thin Ray Serve wrapper with dynamic batching."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from ray import serve
+
+from deployments.embedder.config import EmbedderConfig
+from deployments.embedder.factory import create_embedder
+from deployments.embedder.protocol import EmbedderEngine
+from deployments.retriever.index_format import check_embedder, read_manifest
+
+TextKind = Literal["query", "passage"]
+
+
+@dataclass(frozen=True, slots=True)
+class _EmbedCall:
+    texts: list[str]
+    kind: TextKind
+
+
+def _texts_in(calls: list[_EmbedCall]) -> int:
+    return sum(len(c.texts) for c in calls)
+
+
+class Embedder:
+    """Embeds queries for retrieval and texts for the /v1/embeddings endpoint."""
+
+    def __init__(self, config: EmbedderConfig, index_dir: str) -> None:
+        self.config = config
+        self.engine: EmbedderEngine = create_embedder(config, Path(index_dir))
+        manifest = read_manifest(Path(index_dir), verify=False)
+        check_embedder(manifest, self.engine.identity, Path(index_dir))
+        self._max_batch = config.max_batch_size if config.batching else 1
+        self._embed_calls.set_max_batch_size(self._max_batch)  # type: ignore[attr-defined]
+        self._embed_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+    async def embed_query(self, text: str) -> NDArray[np.float32]:
+        """One query vector; concurrent calls are embedded together."""
+        vectors = await self._embed_calls(_EmbedCall([text], "query"))
+        return vectors[0]
+
+    async def embed(self, texts: list[str], kind: TextKind) -> NDArray[np.float32]:
+        """Vectors for several texts of one kind, batched in slices of ``max_batch_size``."""
+        if not texts:
+            return np.zeros((0, self.engine.identity.dimension), dtype=np.float32)
+        size = self._max_batch
+        parts = await asyncio.gather(
+            *(
+                self._embed_calls(_EmbedCall(texts[i : i + size], kind))
+                for i in range(0, len(texts), size)
+            )
+        )
+        return np.concatenate(parts)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002, batch_size_fn=_texts_in)
+    async def _embed_calls(self, calls: list[_EmbedCall]) -> list[NDArray[np.float32]]:
+        return await asyncio.to_thread(self._embed_grouped, calls)
+
+    def _embed_grouped(self, calls: list[_EmbedCall]) -> list[NDArray[np.float32]]:
+        """One engine call per kind; results split back per call."""
+        results: list[NDArray[np.float32] | None] = [None] * len(calls)
+        for kind in ("query", "passage"):
+            members = [i for i, c in enumerate(calls) if c.kind == kind]
+            if not members:
+                continue
+            texts = [t for i in members for t in calls[i].texts]
+            embed = self.engine.embed_queries if kind == "query" else self.engine.embed_passages
+            vectors = embed(texts)
+            start = 0
+            for i in members:
+                count = len(calls[i].texts)
+                results[i] = vectors[start : start + count]
+                start += count
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.engine.identity.model, "identity": self.engine.identity.model_dump()}
+
+    def check_health(self) -> None:
+        vector = self.engine.embed_queries(["健康状態の確認"])
+        if vector.shape != (1, self.engine.identity.dimension) or not np.isfinite(vector).all():
+            raise RuntimeError(f"embedder returned a bad vector of shape {vector.shape}")

@@ -1,0 +1,1 @@
+"""Ingress stage: the HTTP API (FastAPI) that chains the other stages."""

@@ -1,0 +1,182 @@
+"""Request and response bodies of POST /v1/chat/completions (OpenAI-compatible).
+
+Extensions to OpenAI's schema: ``rag`` in the request (retrieval options) and
+``sources`` in the response and in the last stream chunk (the passages the
+answer was generated from, numbered as its citation markers [1], [2], ...).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from deployments.passage import Hit
+
+
+class _Lenient(BaseModel):
+    """Request bodies accept (and ignore) OpenAI fields this server does not use."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_Lenient):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Lenient):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+
+    @property
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class RagOptions(BaseModel):
+    """Retrieval settings for one request (extension field ``rag``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int | None = Field(None, ge=1, le=1000, description="Candidates retrieved.")
+    top_n: int | None = Field(None, ge=1, le=100, description="Passages given to the generator.")
+
+
+class ChatCompletionRequest(_Lenient):
+    model: str | None = Field(None, description="'ja-rag' (default) or the generator's model id.")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int = Field(1, ge=1, le=1, description="Only one choice is generated.")
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    rag: RagOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    @property
+    def stop_sequences(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class Source(BaseModel):
+    """A passage the answer was generated from; ``index`` is its citation number."""
+
+    index: int
+    passage_id: str
+    doc_id: str
+    title: str
+    url: str | None
+    text: str
+    score: float = Field(description="First-stage similarity (cosine).")
+    rerank_score: float | None = Field(description="Raw reranker score; higher is better.")
+    relevance: float | None = Field(description="Reranker score mapped to 0..1.")
+    cited: bool = Field(description="Whether the answer cites it as [index].")
+
+    @classmethod
+    def from_hit(cls, index: int, hit: Hit, answer: str) -> Source:
+        p = hit.passage
+        return cls(
+            index=index,
+            passage_id=p.id,
+            doc_id=p.doc_id,
+            title=p.title,
+            url=p.url,
+            text=p.text,
+            score=hit.score,
+            rerank_score=hit.rerank_score,
+            relevance=hit.relevance,
+            cited=f"[{index}]" in answer,
+        )
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    sources: list[Source] = Field(default_factory=list)
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    sources: list[Source] | None = None
+
+    def sse(self) -> str:
+        """This chunk as one server-sent event; absent usage and sources are left out."""
+        body = self.model_dump(exclude={"usage", "sources"})
+        for choice in body["choices"]:
+            choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+        if self.usage is not None:
+            body["usage"] = self.usage.model_dump()
+        if self.sources is not None:
+            body["sources"] = [s.model_dump() for s in self.sources]
+        return sse_event(body)
+
+
+def sse_event(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+SSE_DONE = "data: [DONE]\n\n"

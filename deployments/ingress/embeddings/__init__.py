@@ -1,0 +1,1 @@
+"""POST /v1/embeddings: the embedder as an OpenAI-compatible embedding provider."""

@@ -1,0 +1,1 @@
+"""POST /v1/rerank: the reranker as a Cohere/Jina-style rerank provider (Dify, LangChain)."""

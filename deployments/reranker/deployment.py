@@ -1,0 +1,75 @@
+"""The Reranker deployment: rescoring with concurrent requests batched."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from deployments.passage import Hit
+from deployments.reranker.config import RerankerConfig
+from deployments.reranker.factory import create_reranker
+from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hits
+
+
+@dataclass(frozen=True, slots=True)
+class _ScoreCall:
+    query: str
+    documents: list[str]
+
+
+def _documents_in(calls: list[_ScoreCall]) -> int:
+    return sum(max(len(c.documents), 1) for c in calls)
+
+
+class Reranker:
+    def __init__(self, config: RerankerConfig, index_dir: str) -> None:
+        self.config = config
+        self.engine: RerankerEngine = create_reranker(config, Path(index_dir))
+        self._max_batch = max(config.max_batch_size if config.batching else 1, 1)
+        self._score_calls.set_max_batch_size(self._max_batch)  # type: ignore[attr-defined]
+        self._score_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+    async def rerank(self, query: str, hits: list[Hit], top_n: int | None = None) -> list[Hit]:
+        """``hits`` best first by reranker score, cut to ``top_n``, scores attached."""
+        scores = await self.score(query, [h.passage.document_text for h in hits])
+        return rank_hits(hits, scores, top_n or self.config.top_n)
+
+    async def score(self, query: str, documents: list[str]) -> RerankScores:
+        """Scores of each document for ``query``, in input order."""
+        if not documents:
+            empty = np.zeros(0, dtype=np.float32)
+            return RerankScores(empty, empty)
+        size = self._max_batch
+        parts = await asyncio.gather(
+            *(
+                self._score_calls(_ScoreCall(query, documents[i : i + size]))
+                for i in range(0, len(documents), size)
+            )
+        )
+        return RerankScores(
+            np.concatenate([p.raw for p in parts]), np.concatenate([p.relevance for p in parts])
+        )
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, batch_size_fn=_documents_in)
+    async def _score_calls(self, calls: list[_ScoreCall]) -> list[RerankScores]:
+        return await asyncio.to_thread(self._score_all, calls)
+
+    def _score_all(self, calls: list[_ScoreCall]) -> list[RerankScores]:
+        results = []
+        for call in calls:
+            raw = self.engine.score(call.query, call.documents)
+            results.append(RerankScores(raw, self.engine.relevance(raw)))
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.engine.model_name}
+
+    def check_health(self) -> None:
+        raw = self.engine.score("健康", ["健康状態の確認"])
+        if raw.shape != (1,) or not np.isfinite(raw).all():
+            raise RuntimeError(f"reranker returned bad scores {raw!r}")

@@ -1,0 +1,59 @@
+"""The Retriever deployment: FAISS search with concurrent queries batched."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from ray import serve
+
+from deployments.passage import Hit
+from deployments.retriever.config import IndexConfig, RetrieverConfig
+from deployments.retriever.faiss_search import FaissRetriever
+
+
+class Retriever:
+    """Searches one index version; refuses an index built by another embedder."""
+
+    def __init__(
+        self,
+        config: RetrieverConfig,
+        index: IndexConfig,
+        index_dir: str,
+    ) -> None:
+        self.engine = FaissRetriever(
+            Path(index_dir), config, verify_checksums=index.verify_checksums
+        )
+        self._search_batch.set_max_batch_size(config.max_batch_size if config.batching else 1)  # type: ignore[attr-defined]
+        self._search_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+    async def search(self, vector: NDArray[np.float32], top_k: int | None = None) -> list[Hit]:
+        """The passages nearest one query vector; concurrent searches share a FAISS call."""
+        return await self._search_batch(vector, top_k or self.engine.config.top_k)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _search_batch(
+        self, vectors: list[NDArray[np.float32]], top_ks: list[int]
+    ) -> list[list[Hit]]:
+        k = max(top_ks)
+        results = await asyncio.to_thread(self.engine.search, np.stack(vectors), k)
+        return [hits[:top_k] for hits, top_k in zip(results, top_ks, strict=True)]
+
+    def describe(self) -> dict[str, Any]:
+        m = self.engine.manifest
+        return {
+            "index": str(self.engine.version_dir),
+            "version": m.version,
+            "passages": m.num_passages,
+            "documents": m.num_documents,
+            "faiss_factory": m.faiss_factory,
+            "embedder": m.embedder.model,
+        }
+
+    def check_health(self) -> None:
+        probe = np.zeros((1, self.engine.dimension), dtype=np.float32)
+        probe[0, 0] = 1.0
+        self.engine.search(probe, 1)
