@@ -38,13 +38,13 @@ class Embedder:
         manifest = read_manifest(Path(index_dir), verify=False)
         check_embedder(manifest, self.engine.identity, Path(index_dir))
         self._max_batch = config.max_batch_size if config.batching else 1
-        self._embed_calls.set_max_batch_size(self._max_batch)  # type: ignore[attr-defined]
-        self._embed_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._embed_calls.set_max_batch_size(self._max_batch)
+        self._embed_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
     async def embed_query(self, text: str) -> NDArray[np.float32]:
         """One query vector; concurrent calls are embedded together."""
-        vectors = await self._embed_calls(_EmbedCall([text], "query"))
-        return vectors[0]
+        vectors: NDArray[np.float32] = await self._embed_calls(_EmbedCall([text], "query"))
+        return np.asarray(vectors[0], dtype=np.float32)
 
     async def embed(self, texts: list[str], kind: TextKind) -> NDArray[np.float32]:
         """Vectors for several texts of one kind, batched in slices of ``max_batch_size``."""

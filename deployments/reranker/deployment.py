@@ -31,8 +31,8 @@ class Reranker:
         self.config = config
         self.engine: RerankerEngine = create_reranker(config, Path(index_dir))
         self._max_batch = max(config.max_batch_size if config.batching else 1, 1)
-        self._score_calls.set_max_batch_size(self._max_batch)  # type: ignore[attr-defined]
-        self._score_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._score_calls.set_max_batch_size(self._max_batch)
+        self._score_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int | None = None) -> list[Hit]:
         """``hits`` best first by reranker score, cut to ``top_n``, scores attached."""

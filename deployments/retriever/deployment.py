@@ -27,12 +27,13 @@ class Retriever:
         self.engine = FaissRetriever(
             Path(index_dir), config, verify_checksums=index.verify_checksums
         )
-        self._search_batch.set_max_batch_size(config.max_batch_size if config.batching else 1)  # type: ignore[attr-defined]
-        self._search_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._search_batch.set_max_batch_size(config.max_batch_size if config.batching else 1)
+        self._search_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
     async def search(self, vector: NDArray[np.float32], top_k: int | None = None) -> list[Hit]:
         """The passages nearest one query vector; concurrent searches share a FAISS call."""
-        return await self._search_batch(vector, top_k or self.engine.config.top_k)
+        hits: list[Hit] = await self._search_batch(vector, top_k or self.engine.config.top_k)
+        return hits
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _search_batch(

@@ -107,7 +107,7 @@ class ChatService:
                 created=chat.created,
                 model=chat.model,
                 choices=[ChunkChoice(delta=delta, finish_reason=finish)],
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
 
         yield chunk(Delta(role="assistant", content="")).sse()

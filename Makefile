@@ -1,0 +1,58 @@
+# Every target creates the virtual environment and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build of PyTorch (the registry's default build pulls in several GB of CUDA).
+TORCH_SPEC ?= torch==2.13.0
+DEMO_INDEX := indexes/demo
+DEMO_CORPUS := serve/demo/prefectures.jsonl
+
+.PHONY: install install-dev demo demo-index test lint unit integration clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(DEMO_INDEX)/current: $(VENV)/.installed $(DEMO_CORPUS)
+	$(BIN)/jarag index build $(DEMO_CORPUS) --out $(DEMO_INDEX)
+
+demo-index: $(DEMO_INDEX)/current
+
+demo: demo-index
+	@echo ""
+	@echo "Starting the RAG graph (ready in about 20 s). In another terminal, ask:"
+	@echo "  curl -s http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"messages\": [{\"role\": \"user\", \"content\": \"香川県の県庁所在地はどこですか？\"}]}'"
+	@echo "Health: http://127.0.0.1:8000/healthz   API docs: http://127.0.0.1:8000/docs"
+	@echo "Ray dashboard (Serve tab): http://127.0.0.1:8265   Stop with Ctrl-C."
+	@echo ""
+	$(BIN)/serve run serve/demo/demo_config.yaml
+
+lint: install-dev
+	$(BIN)/ruff check serve deployments tests
+	$(BIN)/ruff format --check serve deployments tests
+	$(BIN)/mypy
+
+unit: install-dev
+	$(BIN)/pytest tests/unit
+
+integration: install-dev
+	$(BIN)/pytest tests/integration
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) indexes .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""Helpers shared by the test suites."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CORPUS = REPO / "serve" / "demo" / "prefectures.jsonl"
+DEMO_QUESTIONS = REPO / "serve" / "demo" / "questions.jsonl"
+DEMO_CONFIG = REPO / "serve" / "demo" / "demo_config.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def demo_questions() -> list[dict[str, str]]:
+    return [json.loads(line) for line in DEMO_QUESTIONS.read_text(encoding="utf-8").splitlines()]
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    return path
+
+
+def parse_sse(body: str) -> list[Any]:
+    """The payloads of a server-sent event stream; '[DONE]' stays a string."""
+    events: list[Any] = []
+    for block in body.split("\n\n"):
+        block = block.strip()
+        if not block:
+            continue
+        assert block.startswith("data: "), f"not an SSE data line: {block!r}"
+        payload = block[len("data: ") :]
+        events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deployments.embedder.config import HashingEmbedderConfig
+from deployments.embedder.factory import create_embedder
+from deployments.retriever.config import RetrieverConfig
+from deployments.retriever.faiss_search import FaissRetriever
+from deployments.retriever.index_format import resolve_version_dir
+from serve.indexing import BuildSettings, build_index
+from tests.support import DEMO_CORPUS
+
+
+def test_each_passage_finds_itself_first(tiny_index: Path) -> None:
+    version_dir = resolve_version_dir(tiny_index)
+    embedder = create_embedder(HashingEmbedderConfig(), version_dir)
+    retriever = FaissRetriever(version_dir, RetrieverConfig(top_k=2))
+    texts = [p.document_text for p in retriever.passages]
+    results = retriever.search(embedder.embed_passages(texts))
+    assert [hits[0].passage.id for hits in results] == ["hokkaido", "okinawa", "kyoto"]
+    assert all(len(hits) == 2 for hits in results)
+    assert all(hits[0].score >= hits[1].score for hits in results)
+    assert results[0][0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_top_k_larger_than_index_returns_everything(tiny_index: Path) -> None:
+    version_dir = resolve_version_dir(tiny_index)
+    retriever = FaissRetriever(version_dir, RetrieverConfig())
+    query = create_embedder(HashingEmbedderConfig(), version_dir).embed_queries(["那覇市"])
+    hits = retriever.search(query, top_k=50)[0]
+    assert len(hits) == 3 and hits[0].passage.id == "okinawa"
+
+
+def test_wrong_query_shape_is_rejected(tiny_index: Path) -> None:
+    retriever = FaissRetriever(resolve_version_dir(tiny_index), RetrieverConfig())
+    with pytest.raises(ValueError, match="queries must have shape"):
+        retriever.search(np.zeros((1, 7), dtype=np.float32))
+
+
+def test_cuda_without_gpu_is_a_clear_error(tiny_index: Path) -> None:
+    with pytest.raises(RuntimeError, match="FAISS sees no GPU"):
+        FaissRetriever(resolve_version_dir(tiny_index), RetrieverConfig(device="cuda"))
+
+
+@pytest.mark.parametrize(
+    ("factory", "parameters"),
+    [("HNSW16", {"efSearch": 64}), ("IVF4,Flat", {"nprobe": 4})],
+)
+def test_approximate_indexes_build_and_search(
+    tmp_path: Path, factory: str, parameters: dict[str, float]
+) -> None:
+    root = tmp_path / "index"
+    settings = BuildSettings(faiss_factory=factory, progress=False)
+    build_index([DEMO_CORPUS], root, HashingEmbedderConfig(), settings)
+    version_dir = resolve_version_dir(root)
+    retriever = FaissRetriever(version_dir, RetrieverConfig(search_parameters=parameters))
+    embedder = create_embedder(HashingEmbedderConfig(), version_dir)
+    texts = [retriever.passages[i].document_text for i in range(0, 188, 17)]
+    results = retriever.search(embedder.embed_passages(texts), top_k=3)
+    found = [hits[0].passage.id for hits in results]
+    assert found == [retriever.passages[i].id for i in range(0, 188, 17)]
