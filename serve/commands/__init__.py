@@ -1,0 +1,1 @@
+"""The ``jarag`` subcommands, one module per command group."""

@@ -1,0 +1,112 @@
+"""``jarag eval``: retrieval and answer quality over SQuAD-format questions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from deployments.retriever.config import RetrieverConfig
+from deployments.retriever.index_format import resolve_version_dir
+from serve.commands.common import add_config_options, app_config
+from serve.config import AppConfig
+from serve.corpus import Question, read_questions
+from serve.evaluation import Pipeline, evaluate_answers, evaluate_retrieval
+from serve.indexing import BuildSettings, build_index
+
+
+def register(commands: Any) -> None:
+    evaluate = commands.add_parser("eval", help="measure quality on SQuAD-format questions")
+    eval_commands = evaluate.add_subparsers(required=True, metavar="WHAT")
+    for name, run, what in (
+        ("retrieval", _retrieval, "recall@1/5/20 and MRR@10 of each question's gold passage"),
+        ("answers", _answers, "answer containment and character F1 of generated answers"),
+    ):
+        sub = eval_commands.add_parser(name, help=what)
+        sub.add_argument("questions", type=Path, help="SQuAD-format .json with the questions")
+        sub.add_argument(
+            "--distractors", nargs="*", type=Path, default=[], help="more documents to index"
+        )
+        sub.add_argument(
+            "--index-dir", type=Path, help="index root to build into (or reuse with --reuse-index)"
+        )
+        sub.add_argument(
+            "--reuse-index", action="store_true", help="use --index-dir as it is, if present"
+        )
+        add_config_options(sub)
+        sub.add_argument("--top-k", type=int, default=None, help="candidates for the reranker")
+        sub.add_argument("--top-n", type=int, default=None, help="passages given the generator")
+        sub.add_argument("--limit", type=int, default=None, help="only the first N questions")
+        sub.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+        sub.set_defaults(run=run)
+
+
+def _prepare_eval(args: argparse.Namespace) -> tuple[AppConfig, Path, list[Question]]:
+    config = app_config(args)
+    if args.top_k is not None:
+        config = config.model_copy(
+            update={
+                "retriever": RetrieverConfig.model_validate(
+                    {**config.retriever.model_dump(), "top_k": args.top_k}
+                )
+            }
+        )
+    questions = list(read_questions(args.questions))[: args.limit]
+    if not questions:
+        raise ValueError(f"{args.questions} holds no questions")
+    root = args.index_dir or Path(tempfile.mkdtemp(prefix="jarag-eval-"))
+    if not (args.reuse_index and args.index_dir and root.exists()):
+        build_index(
+            [args.questions, *args.distractors],
+            root,
+            config.embedder,
+            BuildSettings(progress=not args.quiet),
+        )
+    return config, resolve_version_dir(root), questions
+
+
+def _retrieval(args: argparse.Namespace) -> int:
+    config, version_dir, questions = _prepare_eval(args)
+    pipeline = Pipeline(version_dir, config.embedder, config.retriever, config.reranker)
+    first, reranked = evaluate_retrieval(pipeline, questions, progress=not args.quiet)
+    passages = pipeline.retriever.manifest.num_documents
+    reranker = f"{pipeline.reranker.model_name}, top_k={config.retriever.top_k}"
+    rows = {
+        f"embedder ({pipeline.embedder.identity.model})": first.as_row(),
+        f"embedder + reranker ({reranker})": reranked.as_row(),
+    }
+    print(f"\n{len(questions)} questions over {passages} documents\n")
+    print(_markdown_table("stage", rows))
+    _write_json(args.json, {"questions": len(questions), "documents": passages, "results": rows})
+    return 0
+
+
+def _answers(args: argparse.Namespace) -> int:
+    config, version_dir, questions = _prepare_eval(args)
+    pipeline = Pipeline(version_dir, config.embedder, config.retriever, config.reranker)
+    top_n = args.top_n or config.reranker.top_n
+    scores = evaluate_answers(pipeline, config.generator, questions, top_n, not args.quiet)
+    rows = {f"generator ({config.generator.backend}, top_n={top_n})": scores.as_row()}
+    print(f"\n{len(questions)} questions\n")
+    print(_markdown_table("generator", rows))
+    _write_json(args.json, {"questions": len(questions), "results": rows})
+    return 0
+
+
+def _markdown_table(first: str, rows: dict[str, dict[str, float]]) -> str:
+    columns = list(next(iter(rows.values())))
+    lines = [
+        "| " + " | ".join([first, *columns]) + " |",
+        "|" + "---|" * (len(columns) + 1),
+    ]
+    for name, row in rows.items():
+        lines.append("| " + " | ".join([name, *(f"{row[c]:.3f}" for c in columns)]) + " |")
+    return "\n".join(lines)
+
+
+def _write_json(path: Path | None, payload: object) -> None:
+    if path is not None:
+        path.write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -1,0 +1,94 @@
+"""``jarag index``: build, inspect and switch index versions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from deployments.retriever.index_format import (
+    list_versions,
+    read_manifest,
+    resolve_version_dir,
+    set_current,
+)
+from serve.commands.common import add_config_options, app_config
+from serve.indexing import BuildSettings, build_index
+
+
+def register(commands: Any) -> None:
+    index = commands.add_parser("index", help="build and manage index directories")
+    index_commands = index.add_subparsers(required=True, metavar="ACTION")
+    build = index_commands.add_parser(
+        "build", help="embed documents into a new index version (published atomically)"
+    )
+    build.add_argument("sources", nargs="+", type=Path, help=".jsonl passages or SQuAD .json files")
+    build.add_argument("--out", type=Path, required=True, help="index root directory")
+    add_config_options(build)
+    build.add_argument("--faiss-factory", default="Flat", help="FAISS index_factory string")
+    build.add_argument("--max-chars", type=int, default=500, help="longest passage, in characters")
+    build.add_argument("--overlap-chars", type=int, default=100, help="overlap between chunks")
+    build.add_argument("--batch-size", type=int, default=256, help="passages per embedder call")
+    build.add_argument(
+        "--no-activate", action="store_true", help="publish without making it the served version"
+    )
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(run=_build)
+
+    info = index_commands.add_parser("info", help="show an index's versions and manifest")
+    info.add_argument("path", type=Path)
+    info.add_argument("--verify", action="store_true", help="also check every file's checksum")
+    info.set_defaults(run=_info)
+
+    use = index_commands.add_parser("use", help="make another version the served one (rollback)")
+    use.add_argument("path", type=Path)
+    use.add_argument("version")
+    use.set_defaults(run=_use)
+
+
+def _build(args: argparse.Namespace) -> int:
+    config = app_config(args)
+    settings = BuildSettings.model_validate(
+        {
+            "faiss_factory": args.faiss_factory,
+            "chunking": {"max_chars": args.max_chars, "overlap_chars": args.overlap_chars},
+            "batch_size": args.batch_size,
+            "make_current": not args.no_activate,
+            "progress": not args.quiet,
+        }
+    )
+    manifest = build_index(args.sources, args.out, config.embedder, settings)
+    state = "now served" if settings.make_current else "not activated"
+    print(
+        f"built index version {manifest.version} in {args.out}: {manifest.num_passages} passages "
+        f"from {manifest.num_documents} documents, embedder {manifest.embedder.model} "
+        f"({manifest.embedder.dimension} dims), FAISS {manifest.faiss_factory} ({state})"
+    )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    version_dir = resolve_version_dir(args.path)
+    manifest = read_manifest(version_dir, verify=args.verify)
+    print(
+        json.dumps(
+            {
+                "served_version": manifest.version,
+                "versions": list_versions(args.path.resolve()),
+                "checksums": "verified" if args.verify else "not checked (use --verify)",
+                "manifest": manifest.model_dump(),
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _use(args: argparse.Namespace) -> int:
+    root = args.path.resolve()
+    read_manifest(root / "versions" / args.version, verify=True)
+    set_current(root, args.version)
+    print(f"{root} now serves version {args.version}; redeploy (serve deploy) to pick it up")
+    return 0
