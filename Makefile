@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_INDEX := indexes/demo
 DEMO_CORPUS := serve/demo/prefectures.jsonl
 
-.PHONY: install install-dev demo demo-index test lint unit integration clean
+.PHONY: install install-dev browser-deps demo demo-index test lint unit integration clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+# Browser tests drive Debian's Chromium (never a downloaded browser); without it they skip.
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "chromium not found: browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
 
 $(DEMO_INDEX)/current: $(VENV)/.installed $(DEMO_CORPUS)
 	$(BIN)/jarag index build $(DEMO_CORPUS) --out $(DEMO_INDEX)
@@ -51,7 +58,7 @@ unit: install-dev
 integration: install-dev
 	$(BIN)/pytest tests/integration
 
-test: lint
+test: lint browser-deps
 	$(BIN)/pytest
 
 clean:

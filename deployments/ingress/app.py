@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from deployments.ingress import health, models
+from deployments.ingress import health, models, ui
 from deployments.ingress.chat import router as chat
 from deployments.ingress.chat.serving import ChatService
 from deployments.ingress.config import IngressConfig
@@ -27,7 +27,7 @@ def create_app(stages: StageClient, config: IngressConfig) -> FastAPI:
     app.state.stages = stages
     app.state.catalog = catalog
     app.state.chat = ChatService(stages, config, catalog)
-    for module in (chat, embeddings, rerank, models, health):
+    for module in (chat, embeddings, rerank, models, health, ui):
         app.include_router(module.router)
     install_error_handlers(app)
     return app
