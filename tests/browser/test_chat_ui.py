@@ -30,7 +30,7 @@ pytestmark = pytest.mark.browser
 HOSTILE = {
     "id": "hostile",
     "title": '<img src=x onerror="window.__pwned = 1">札幌の記事',
-    "text": "<script>window.__pwned = 2</script>札幌市は北海道の道庁所在地である。時計台が有名である。",
+    "text": "<script>window.__pwned = 2</script>札幌市は北海道の道庁所在地である。",
     "url": "javascript:window.__pwned = 3",
 }
 
