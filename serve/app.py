@@ -66,22 +66,23 @@ def build_app(args: dict[str, Any]) -> Application:
 
 
 def build_graph(
-    config: AppConfig, engines: Mapping[EngineStage, Callable[..., Any]] | None = None
+    config: AppConfig,
+    engines: Mapping[EngineStage, Callable[..., Any]] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Application:
-    """The graph for ``config``; ``engines`` puts another engine class in a stage (each
-    called like that stage's factory), as tests do to make a stage slow or wedged."""
+    """The graph for ``config``. ``engines`` puts another engine class in a stage (called
+    like that stage's factory), as tests do to make a stage slow or wedged; ``options``
+    overrides deployment options by deployment name, like a Serve config's
+    ``deployments:`` section."""
     index_dir = resolve_version_dir(config.index.path, config.index.version)
     read_manifest(index_dir, verify=False)
     index = str(index_dir)
     engine = dict(engines or {})
 
     def stage(cls: type, name: str) -> Any:
+        settings = {**_RELIABILITY, **_DEFAULTS[name], **(options or {}).get(name, {})}
         return serve.deployment(
-            cls,
-            name=name,
-            max_constructor_retry_count=_CONSTRUCTOR_RETRIES,
-            **_RELIABILITY,
-            **_DEFAULTS[name],
+            cls, name=name, max_constructor_retry_count=_CONSTRUCTOR_RETRIES, **settings
         )
 
     embedder = stage(Embedder, "Embedder").bind(

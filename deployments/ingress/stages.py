@@ -9,6 +9,7 @@ the benchmarks and the HTTP-layer unit tests run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -119,6 +120,16 @@ def _replica_lost(error: BaseException) -> bool:
     )
 
 
+def _cancel(response: Any) -> None:
+    """Cancel a Serve request (and the replica's work on it) if it is still running.
+
+    ``cancel()`` re-raises the error of a request that already failed (e.g. shed with
+    BackPressureError): there is nothing left to stop then.
+    """
+    with contextlib.suppress(Exception):
+        response.cancel()
+
+
 class GraphStages:
     """The stages as Ray Serve deployments, reached through DeploymentHandles.
 
@@ -143,12 +154,14 @@ class GraphStages:
     async def _call(self, stage: str, send: Callable[[], tuple[Any, ...]]) -> Any:
         """Await the last of the responses ``send`` starts; cancel them all if cancelled."""
         for attempt in itertools.count():
-            responses = send()
+            responses: tuple[Any, ...] = ()
             try:
+                # .remote() itself raises BackPressureError when the queue is full.
+                responses = send()
                 return await responses[-1]
             except asyncio.CancelledError:
                 for response in responses:
-                    response.cancel()
+                    _cancel(response)
                 raise
             except BackPressureError as error:
                 raise StageOverloaded(stage, error.status_code, error.retry_after_s) from None
@@ -193,9 +206,10 @@ class GraphStages:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
         for attempt in itertools.count():
-            stream = self._stream.generate.remote(request)
+            stream = None
             started = False
             try:
+                stream = self._stream.generate.remote(request)
                 async for piece in stream:
                     started = True
                     yield piece
@@ -211,7 +225,8 @@ class GraphStages:
             finally:
                 # Stops the replica's generation when the caller stops early (client
                 # gone, deadline passed); a no-op once the stream has ended.
-                stream.cancel()
+                if stream is not None:
+                    _cancel(stream)
 
     async def describe(self, stage: str) -> dict[str, Any]:
         handle = self._handles[stage]
