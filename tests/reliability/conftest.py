@@ -117,6 +117,31 @@ class Cluster:
         ray.kill(ray.get_actor(actor.name, namespace=actor.ray_namespace), no_restart=True)
         return str(actor.actor_id)
 
+    def count_in_logs(self, app: str, deployment: str, text: str) -> int:
+        """Occurrences of ``text`` in what the live replicas of ``deployment`` wrote to
+        stderr (where the project's own log records go)."""
+        pids = {str(a.pid) for a in self.replicas(app, deployment)}
+        logs = [
+            path
+            for path in (self.session_dir / "logs").glob("worker-*.err")
+            if path.stem.rsplit("-", 1)[-1] in pids
+        ]
+        return sum(path.read_text("utf-8", "replace").count(text) for path in logs)
+
+    def wait_for_replacement(
+        self, app: str, deployment: str, killed: str, count: int, timeout_s: float = 90
+    ) -> float:
+        """Seconds until ``killed`` is gone and ``count`` replicas run and pass their
+        health checks again."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            alive = {str(a.actor_id) for a in self.replicas(app, deployment)}
+            if killed not in alive and len(alive) >= count:
+                wait_until_running(app, deployment, count, timeout_s)
+                return time.monotonic() - start
+            time.sleep(0.25)
+        raise AssertionError(f"{app}/{deployment}: replica {killed} was not replaced")
+
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:

@@ -160,6 +160,7 @@ class ChatService:
                 except StageUnavailable as error:
                     # Nothing has reached the client yet: generate again, elsewhere.
                     if attempt < self.config.stage_retries:
+                        logger.warning("generator: a replica was lost mid-answer; retrying")
                         continue
                     answer = Answer([], None, str(error))
                 else:
