@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_INDEX := indexes/demo
 DEMO_CORPUS := serve/demo/prefectures.jsonl
 
-.PHONY: install install-dev browser-deps demo demo-index test lint unit integration clean
+.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ integration: install-dev
 
 test: lint browser-deps
 	$(BIN)/pytest
+
+# Breaks a real local graph on purpose (load, killed replicas, hung and wedged stages,
+# bad input, reloads) and prints a table of what happened; about 5 minutes.
+reliability: install-dev
+	$(BIN)/pytest tests/reliability
 
 clean:
 	rm -rf $(VENV) indexes .pytest_cache .mypy_cache .ruff_cache

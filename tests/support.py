@@ -41,3 +41,26 @@ def parse_sse(body: str) -> list[Any]:
         payload = block[len("data: ") :]
         events.append(payload if payload == "[DONE]" else json.loads(payload))
     return events
+
+
+def local_stages(index_root: Path, generator: Any = None) -> Any:
+    """The built-in engines over ``index_root``, in-process (LocalStages)."""
+    from deployments.embedder.config import HashingEmbedderConfig
+    from deployments.embedder.factory import create_embedder
+    from deployments.generator.config import ExtractiveGeneratorConfig
+    from deployments.generator.factory import create_generator
+    from deployments.ingress.stages import LocalStages
+    from deployments.reranker.config import LexicalRerankerConfig
+    from deployments.reranker.factory import create_reranker
+    from deployments.retriever.config import RetrieverConfig
+    from deployments.retriever.faiss_search import FaissRetriever
+    from deployments.retriever.index_format import resolve_version_dir
+
+    version_dir = resolve_version_dir(index_root)
+    return LocalStages(
+        create_embedder(HashingEmbedderConfig(), version_dir),
+        FaissRetriever(version_dir, RetrieverConfig()),
+        create_reranker(LexicalRerankerConfig(), version_dir),
+        generator or create_generator(ExtractiveGeneratorConfig()),
+        top_n=5,
+    )

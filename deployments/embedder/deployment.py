@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from ray import serve
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
+from deployments.health import probe
 from deployments.retriever.index_format import check_embedder, read_manifest
 
 TextKind = Literal["query", "passage"]
@@ -32,9 +34,14 @@ def _texts_in(calls: list[_EmbedCall]) -> int:
 class Embedder:
     """Embeds queries for retrieval and texts for the /v1/embeddings endpoint."""
 
-    def __init__(self, config: EmbedderConfig, index_dir: str) -> None:
+    def __init__(
+        self,
+        config: EmbedderConfig,
+        index_dir: str,
+        engine_cls: Callable[[EmbedderConfig, Path], EmbedderEngine] | None = None,
+    ) -> None:
         self.config = config
-        self.engine: EmbedderEngine = create_embedder(config, Path(index_dir))
+        self.engine: EmbedderEngine = (engine_cls or create_embedder)(config, Path(index_dir))
         manifest = read_manifest(Path(index_dir), verify=False)
         check_embedder(manifest, self.engine.identity, Path(index_dir))
         self._max_batch = config.max_batch_size if config.batching else 1
@@ -84,7 +91,12 @@ class Embedder:
     def describe(self) -> dict[str, Any]:
         return {"model": self.engine.identity.model, "identity": self.engine.identity.model_dump()}
 
-    def check_health(self) -> None:
-        vector = self.engine.embed_queries(["健康状態の確認"])
+    async def check_health(self) -> None:
+        """Embeds a probe query with the engine, off the event loop, within a time limit."""
+        vector = await probe(
+            "embedder", asyncio.to_thread(self.engine.embed_queries, ["健康状態の確認"])
+        )
         if vector.shape != (1, self.engine.identity.dimension) or not np.isfinite(vector).all():
             raise RuntimeError(f"embedder returned a bad vector of shape {vector.shape}")
+        if not np.isclose(np.linalg.norm(vector), 1.0, atol=1e-3):
+            raise RuntimeError("embedder returned a vector that is not of unit length")

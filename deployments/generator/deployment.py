@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from deployments.generator.config import GeneratorConfig
@@ -13,22 +14,61 @@ from deployments.generator.protocol import (
     GenerationRequest,
     GeneratorEngine,
 )
+from deployments.health import probe
+
+STARTED = GeneratedText(text="", tokens=0)
+"""The first piece of every stream: tells the caller a replica has taken the request
+(so that it can tell a generator that is down from one that is slow)."""
 
 
 class Generator:
-    def __init__(self, config: GeneratorConfig) -> None:
+    def __init__(
+        self,
+        config: GeneratorConfig,
+        engine_cls: Callable[[GeneratorConfig], GeneratorEngine] | None = None,
+    ) -> None:
         self.config = config
-        self.engine: GeneratorEngine = create_generator(config)
+        self.engine: GeneratorEngine = (engine_cls or create_generator)(config)
+        self._in_flight = 0
+        self._cancelled = 0
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
-        """Called with ``handle.options(stream=True)``; yields pieces as they come."""
-        async for piece in self.engine.generate(request):
-            yield piece
+        """Called with ``handle.options(stream=True)``; yields pieces as they come.
+
+        A caller that stops early (client gone, deadline passed) cancels the request;
+        the engine's generation is then stopped and counted in ``describe()``.
+        """
+        yield STARTED
+        self._in_flight += 1
+        try:
+            async for piece in self.engine.generate(request):
+                yield piece
+        except (asyncio.CancelledError, GeneratorExit):
+            self._cancelled += 1
+            raise
+        finally:
+            self._in_flight -= 1
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.engine.model_name}
+        return {
+            "model": self.engine.model_name,
+            "generations_in_flight": self._in_flight,
+            "generations_cancelled": self._cancelled,
+        }
 
     async def check_health(self) -> None:
-        probe = GenerationRequest(messages=[ChatTurn("user", "健康")], max_tokens=1)
-        async for _ in self.engine.generate(probe):
-            break
+        """Generates one piece with the engine, within a time limit."""
+        request = GenerationRequest(messages=[ChatTurn("user", "健康")], max_tokens=1)
+        pieces = await probe("generator", _first_piece(self.engine.generate(request)))
+        if not pieces:
+            raise RuntimeError("generator engine ended a probe without any piece")
+
+
+async def _first_piece(pieces: AsyncIterator[GeneratedText]) -> list[GeneratedText]:
+    try:
+        async for piece in pieces:
+            return [piece]
+        return []
+    finally:
+        if isinstance(pieces, AsyncGenerator):
+            await pieces.aclose()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from deployments.ingress import health, models, ui
+from deployments.ingress.auth import APIKeyMiddleware
+from deployments.ingress.body_limit import BodyLimitMiddleware
 from deployments.ingress.chat import router as chat
+from deployments.ingress.chat.router import DEGRADED_HEADER
 from deployments.ingress.chat.serving import ChatService
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.embeddings import router as embeddings
@@ -30,4 +34,20 @@ def create_app(stages: StageClient, config: IngressConfig) -> FastAPI:
     for module in (chat, embeddings, rerank, models, health, ui):
         app.include_router(module.router)
     install_error_handlers(app)
+    # Outermost last: CORS (answers preflights), then API keys, then the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
+    if config.auth.enabled:
+        keys = config.auth.resolve_keys()
+        app.add_middleware(APIKeyMiddleware, keys=keys, exempt_paths=config.auth.exempt_paths)
+    cors = config.cors
+    if cors.allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors.allow_origins),
+            allow_methods=list(cors.allow_methods),
+            allow_headers=list(cors.allow_headers),
+            allow_credentials=cors.allow_credentials,
+            expose_headers=["Retry-After", DEGRADED_HEADER],
+            max_age=cors.max_age_s,
+        )
     return app

@@ -2,9 +2,84 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import os
+
+from pydantic import Field, SecretStr, model_validator
 
 from deployments.config import StrictConfig
+
+GENERATOR_UNAVAILABLE_JA = (
+    "回答を生成できませんでした（生成モデルが一時的に利用できません）。"
+    "質問に関連する資料は sources に示したとおりです。"
+)
+
+
+class AuthConfig(StrictConfig):
+    """Optional API keys. With none configured (the default) the API is open; with
+    some, every request except to ``exempt_paths`` must carry
+    ``Authorization: Bearer <key>`` with one of them (compared in constant time)."""
+
+    api_key_env: tuple[str, ...] = Field(
+        (),
+        description="Names of environment variables that each hold one accepted key. They "
+        "are read by the ingress replica when it starts (set them where Ray runs, e.g. a "
+        "Kubernetes Secret mounted as env); an unset or empty one stops the deploy.",
+    )
+    api_keys: tuple[SecretStr, ...] = Field(
+        (),
+        description="Accepted keys written in the config itself. Prefer api_key_env: a Serve "
+        "config is shown in the Ray dashboard and often kept in version control.",
+    )
+    exempt_paths: tuple[str, ...] = Field(
+        ("/healthz", "/", "/ui/", "/ui/chat.js", "/ui/chat.css"),
+        description="Paths served without a key (exact match): by default the health check "
+        "and the chat page's static files, which hold no data (the page asks for a key). Add "
+        "/docs and /openapi.json to browse the API description.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key_env or self.api_keys)
+
+    def resolve_keys(self) -> list[bytes]:
+        """The accepted keys, the named environment variables read now."""
+        keys = [key.get_secret_value().encode() for key in self.api_keys]
+        for name in self.api_key_env:
+            value = os.environ.get(name, "")
+            if not value:
+                raise ValueError(
+                    f"ingress.auth.api_key_env names {name!r}, but that environment variable "
+                    "is unset or empty in the ingress replica's process"
+                )
+            keys.append(value.encode())
+        if any(not key.strip() for key in keys):
+            raise ValueError("ingress.auth: an API key must not be empty")
+        return keys
+
+
+class CorsConfig(StrictConfig):
+    """Cross-origin access from browsers; off unless ``allow_origins`` lists some."""
+
+    allow_origins: tuple[str, ...] = Field(
+        (),
+        description="Origins (scheme://host[:port]) whose web pages may call the API; empty "
+        "turns CORS off; '*' allows every origin (not with allow_credentials).",
+    )
+    allow_methods: tuple[str, ...] = Field(("GET", "POST"), description="Methods allowed.")
+    allow_headers: tuple[str, ...] = Field(
+        ("Authorization", "Content-Type", "X-Request-Timeout"),
+        description="Request headers a page may send.",
+    )
+    allow_credentials: bool = Field(
+        False, description="Whether browsers may send cookies or HTTP authentication."
+    )
+    max_age_s: int = Field(600, ge=0, description="How long browsers may cache a preflight.")
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("cors: allow_origins '*' cannot be combined with allow_credentials")
+        return self
 
 
 class IngressConfig(StrictConfig):
@@ -29,6 +104,55 @@ class IngressConfig(StrictConfig):
     max_tokens_limit: int = Field(
         4096, ge=1, description="Largest max_tokens a client may ask for."
     )
+    max_request_bytes: int = Field(
+        16 << 20, ge=1024, description="Largest request body in bytes; a larger one gets 413."
+    )
     health_timeout_s: float = Field(
         10.0, gt=0, description="How long /healthz waits for each stage before calling it down."
     )
+    request_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Deadline of one request over the whole chain of stages (a stream included); "
+        "past it the request ends with 504 and the stages' work on it is cancelled. A client "
+        "may ask for less with the X-Request-Timeout header (seconds).",
+    )
+    reranker_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for the reranker in a chat request; past it, or when the "
+        "reranker is down, the answer uses the retriever's order and says so in 'degraded'.",
+    )
+    generator_start_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="Longest wait for a generator replica to take a chat request; past it, or "
+        "when the generator is down, the sources are returned with generator_unavailable_message.",
+    )
+    stage_retries: int = Field(
+        1,
+        ge=0,
+        le=3,
+        description="Times a stage call is sent again, to another replica, when the replica "
+        "it was on died (a stream only before its first piece reached the client).",
+    )
+    retry_after_s: int = Field(
+        1,
+        ge=0,
+        description="Retry-After (seconds) sent with a 503/429 when a stage is full or down, "
+        "unless the stage's backpressure_config sets its own.",
+    )
+    fallback_top_n: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Passages given to the generator, in retrieval order, when the reranker is "
+        "unavailable and the request does not set rag.top_n.",
+    )
+    generator_unavailable_message: str = Field(
+        GENERATOR_UNAVAILABLE_JA,
+        description="The answer's text when the generator is down (the sources are still given).",
+    )
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="Optional API keys.")
+    cors: CorsConfig = Field(default_factory=CorsConfig, description="Browser cross-origin access.")

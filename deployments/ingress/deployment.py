@@ -20,7 +20,9 @@ class Ingress:
         self, config: IngressConfig, embedder: Any, retriever: Any, reranker: Any, generator: Any
     ) -> None:
         self.config = config
-        self.stages = GraphStages(embedder, retriever, reranker, generator)
+        self.stages = GraphStages(
+            embedder, retriever, reranker, generator, retries=config.stage_retries
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.stages, self.config)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deployments.ingress.config import IngressConfig
+from deployments.ingress.deadline import DeadlineExceeded
+from deployments.ingress.stages import StageOverloaded, StageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,22 @@ def install_error_handlers(app: FastAPI) -> None:
         body = error_body(error.status, error.message, error.code, error.param)
         return JSONResponse(body, status_code=error.status, headers=error.headers)
 
+    @app.exception_handler(StageOverloaded)
+    async def overloaded(request: Request, error: StageOverloaded) -> JSONResponse:
+        body = error_body(error.status, str(error), "overloaded")
+        headers = {"Retry-After": retry_after(request, error.retry_after_s)}
+        return JSONResponse(body, status_code=error.status, headers=headers)
+
+    @app.exception_handler(StageUnavailable)
+    async def unavailable(request: Request, error: StageUnavailable) -> JSONResponse:
+        logger.warning("%s", error)
+        body = error_body(503, str(error), "stage_unavailable")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": retry_after(request)})
+
+    @app.exception_handler(DeadlineExceeded)
+    async def deadline_exceeded(_: Request, error: DeadlineExceeded) -> JSONResponse:
+        return JSONResponse(error_body(504, str(error), "deadline_exceeded"), status_code=504)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = [_describe(problem) for problem in error.errors()[:10]]
@@ -79,6 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body(500, "internal server error"), status_code=500)
+
+
+def retry_after(request: Request, seconds: float | None = None) -> str:
+    """A Retry-After value: the stage's own when Serve gave one, else the configured one."""
+    config: IngressConfig = request.app.state.config
+    return str(max(0, math.ceil(seconds if seconds is not None else config.retry_after_s)))
 
 
 def _describe(problem: Any) -> str:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.errors import APIError
-from deployments.ingress.stages import StageClient
+from deployments.ingress.stages import StageClient, StageError
 
 router = APIRouter()
 
@@ -76,13 +76,17 @@ class ModelCatalog:
             async with self._lock:
                 if stage not in self._names:
                     try:
-                        details: dict[str, Any] = await self.stages.describe(stage)
+                        details: dict[str, Any] = await asyncio.wait_for(
+                            self.stages.describe(stage), self.config.health_timeout_s
+                        )
+                    except StageError:
+                        raise
                     except Exception as error:
                         raise APIError(
                             503,
                             f"the {stage} stage is unavailable: {type(error).__name__}",
                             "stage_unavailable",
-                            headers={"Retry-After": "5"},
+                            headers={"Retry-After": str(self.config.retry_after_s)},
                         ) from error
                     self._names[stage] = str(details["model"])
         return self._names[stage]

@@ -9,19 +9,32 @@ the benchmarks and the HTTP-layer unit tests run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    RayServeException,
+    ReplicaUnavailableError,
+    RequestCancelledError,
+)
 
 from deployments.embedder.protocol import EmbedderEngine
 from deployments.generator.protocol import GeneratedText, GenerationRequest, GeneratorEngine
 from deployments.passage import Hit
 from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hits
 from deployments.retriever.faiss_search import FaissRetriever
+
+logger = logging.getLogger(__name__)
 
 TextKind = Literal["query", "passage"]
 STAGES = ("embedder", "retriever", "reranker", "generator")
@@ -60,7 +73,7 @@ async def check_stages(client: StageClient, timeout_s: float) -> dict[str, Stage
             elapsed = (time.perf_counter() - start) * 1000
             reason = (
                 "timed out"
-                if isinstance(error, TimeoutError)
+                if isinstance(error, asyncio.TimeoutError)
                 else f"{type(error).__name__}: {error}"
             )
             return StageStatus(False, elapsed, {}, reason)
@@ -70,10 +83,65 @@ async def check_stages(client: StageClient, timeout_s: float) -> dict[str, Stage
     return dict(zip(STAGES, statuses, strict=True))
 
 
-class GraphStages:
-    """The stages as Ray Serve deployments, reached through DeploymentHandles."""
+class StageError(Exception):
+    """A stage could not serve a call; ``stage`` names it."""
 
-    def __init__(self, embedder: Any, retriever: Any, reranker: Any, generator: Any) -> None:
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class StageOverloaded(StageError):
+    """The stage's queue is full (Serve's ``max_queued_requests``): shed, retry later."""
+
+    def __init__(self, stage: str, status: int, retry_after_s: float | None) -> None:
+        super().__init__(stage, f"the {stage} stage is at capacity; retry later")
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class StageUnavailable(StageError):
+    """No replica of the stage could serve the call (died, not deployed)."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(stage, f"the {stage} stage is unavailable ({reason})")
+
+
+def _replica_lost(error: BaseException) -> bool:
+    """Whether ``error`` says the call's replica (or its input's) went away, as opposed
+    to the stage's code failing on this input."""
+    if isinstance(error, (RayActorError, ObjectLostError)):
+        return True
+    if isinstance(error, (RayTaskError, RequestCancelledError)):
+        return False
+    # A bare RayServeException reports an upstream replica that died mid-call.
+    return isinstance(error, (DeploymentUnavailableError, ReplicaUnavailableError)) or (
+        type(error) is RayServeException
+    )
+
+
+def _cancel(response: Any) -> None:
+    """Cancel a Serve request (and the replica's work on it) if it is still running.
+
+    ``cancel()`` re-raises the error of a request that already failed (e.g. shed with
+    BackPressureError): there is nothing left to stop then.
+    """
+    with contextlib.suppress(Exception):
+        response.cancel()
+
+
+class GraphStages:
+    """The stages as Ray Serve deployments, reached through DeploymentHandles.
+
+    A call whose replica dies is sent again (``retries`` times), which Serve routes
+    to another replica; a full stage raises StageOverloaded at once. A call
+    cancelled here (deadline, client gone) cancels its Serve request, so the
+    stage's replica stops working on it.
+    """
+
+    def __init__(
+        self, embedder: Any, retriever: Any, reranker: Any, generator: Any, retries: int = 1
+    ) -> None:
         self._handles = {
             "embedder": embedder,
             "retriever": retriever,
@@ -81,37 +149,88 @@ class GraphStages:
             "generator": generator,
         }
         self._stream = generator.options(stream=True)
+        self._retries = retries
+
+    async def _call(self, stage: str, send: Callable[[], tuple[Any, ...]]) -> Any:
+        """Await the last of the responses ``send`` starts; cancel them all if cancelled."""
+        for attempt in itertools.count():
+            responses: tuple[Any, ...] = ()
+            try:
+                # .remote() itself raises BackPressureError when the queue is full.
+                responses = send()
+                return await responses[-1]
+            except asyncio.CancelledError:
+                for response in responses:
+                    _cancel(response)
+                raise
+            except BackPressureError as error:
+                raise StageOverloaded(stage, error.status_code, error.retry_after_s) from None
+            except Exception as error:
+                if not _replica_lost(error):
+                    raise
+                if attempt >= self._retries:
+                    raise StageUnavailable(stage, type(error).__name__) from None
+                logger.warning("%s: a replica was lost (%s); retrying", stage, type(error).__name__)
+        raise AssertionError("unreachable")
 
     async def retrieve(self, query: str, top_k: int | None) -> list[Hit]:
-        # The embedder's response is handed to the retriever unresolved: Serve
-        # passes the vector from replica to replica without a trip through here.
-        vector = self._handles["embedder"].embed_query.remote(query)
-        hits: list[Hit] = await self._handles["retriever"].search.remote(vector, top_k)
+        def send() -> tuple[Any, ...]:
+            # The embedder's response is handed to the retriever unresolved: Serve
+            # passes the vector from replica to replica without a trip through here.
+            vector = self._handles["embedder"].embed_query.remote(query)
+            return vector, self._handles["retriever"].search.remote(vector, top_k)
+
+        hits: list[Hit] = await self._call("retriever", send)
         return hits
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int | None) -> list[Hit]:
-        reranked: list[Hit] = await self._handles["reranker"].rerank.remote(query, hits, top_n)
+        reranker = self._handles["reranker"]
+        reranked: list[Hit] = await self._call(
+            "reranker", lambda: (reranker.rerank.remote(query, hits, top_n),)
+        )
         return reranked
 
     async def score(self, query: str, documents: list[str]) -> RerankScores:
-        scores: RerankScores = await self._handles["reranker"].score.remote(query, documents)
+        reranker = self._handles["reranker"]
+        scores: RerankScores = await self._call(
+            "reranker", lambda: (reranker.score.remote(query, documents),)
+        )
         return scores
 
     async def embed(self, texts: list[str], kind: TextKind) -> NDArray[np.float32]:
-        vectors: NDArray[np.float32] = await self._handles["embedder"].embed.remote(texts, kind)
+        embedder = self._handles["embedder"]
+        vectors: NDArray[np.float32] = await self._call(
+            "embedder", lambda: (embedder.embed.remote(texts, kind),)
+        )
         return vectors
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
-        stream = self._stream.generate.remote(request)
-        try:
-            async for piece in stream:
-                yield piece
-        finally:
-            # Stops the replica's generation when the client goes away early.
-            stream.cancel()
+        for attempt in itertools.count():
+            stream = None
+            started = False
+            try:
+                stream = self._stream.generate.remote(request)
+                async for piece in stream:
+                    started = True
+                    yield piece
+                return
+            except BackPressureError as error:
+                raise StageOverloaded("generator", error.status_code, error.retry_after_s) from None
+            except Exception as error:
+                if not _replica_lost(error):
+                    raise
+                if started or attempt >= self._retries:
+                    raise StageUnavailable("generator", type(error).__name__) from None
+                logger.warning("generator: a replica was lost (%s); retrying", type(error).__name__)
+            finally:
+                # Stops the replica's generation when the caller stops early (client
+                # gone, deadline passed); a no-op once the stream has ended.
+                if stream is not None:
+                    _cancel(stream)
 
     async def describe(self, stage: str) -> dict[str, Any]:
-        details: dict[str, Any] = await self._handles[stage].describe.remote()
+        handle = self._handles[stage]
+        details: dict[str, Any] = await self._call(stage, lambda: (handle.describe.remote(),))
         return details
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 from deployments.ingress.errors import APIError
@@ -26,8 +26,9 @@ SECURITY_HEADERS = {
 
 
 @router.get("/")
-async def home() -> RedirectResponse:
-    return RedirectResponse("/ui/")
+async def home(request: Request) -> RedirectResponse:
+    # root_path is the application's route prefix, so the page works under any prefix.
+    return RedirectResponse(f"{request.scope.get('root_path', '').rstrip('/')}/ui/")
 
 
 @router.get("/ui/")

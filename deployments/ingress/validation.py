@@ -1,6 +1,10 @@
-"""Size and emptiness checks shared by the provider endpoints."""
+"""Input checks shared by the endpoints: sizes, emptiness, valid Unicode."""
 
 from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.errors import APIError
@@ -30,3 +34,18 @@ def check_texts(texts: list[str], config: IngressConfig, param: str) -> None:
         )
     for number, text in enumerate(texts):
         check_text(text, config, f"{param}[{number}]")
+
+
+def _encodable(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "contains invalid Unicode (an unpaired surrogate such as \\ud800)"
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+"""A string of request JSON that is valid Unicode: JSON's \\uD800-style escapes can
+carry unpaired surrogates, which no engine (nor any UTF-8 response) can take."""

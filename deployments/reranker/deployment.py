@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.health import probe
 from deployments.passage import Hit
 from deployments.reranker.config import RerankerConfig
 from deployments.reranker.factory import create_reranker
@@ -27,9 +29,14 @@ def _documents_in(calls: list[_ScoreCall]) -> int:
 
 
 class Reranker:
-    def __init__(self, config: RerankerConfig, index_dir: str) -> None:
+    def __init__(
+        self,
+        config: RerankerConfig,
+        index_dir: str,
+        engine_cls: Callable[[RerankerConfig, Path], RerankerEngine] | None = None,
+    ) -> None:
         self.config = config
-        self.engine: RerankerEngine = create_reranker(config, Path(index_dir))
+        self.engine: RerankerEngine = (engine_cls or create_reranker)(config, Path(index_dir))
         self._max_batch = max(config.max_batch_size if config.batching else 1, 1)
         self._score_calls.set_max_batch_size(self._max_batch)
         self._score_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
@@ -69,7 +76,10 @@ class Reranker:
     def describe(self) -> dict[str, Any]:
         return {"model": self.engine.model_name}
 
-    def check_health(self) -> None:
-        raw = self.engine.score("健康", ["健康状態の確認"])
+    async def check_health(self) -> None:
+        """Scores a probe pair with the engine, off the event loop, within a time limit."""
+        raw = await probe(
+            "reranker", asyncio.to_thread(self.engine.score, "健康", ["健康状態の確認"])
+        )
         if raw.shape != (1,) or not np.isfinite(raw).all():
             raise RuntimeError(f"reranker returned bad scores {raw!r}")

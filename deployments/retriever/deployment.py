@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from ray import serve
 
+from deployments.health import probe
 from deployments.passage import Hit
 from deployments.retriever.config import IndexConfig, RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
@@ -54,7 +55,15 @@ class Retriever:
             "embedder": m.embedder.model,
         }
 
-    def check_health(self) -> None:
-        probe = np.zeros((1, self.engine.dimension), dtype=np.float32)
-        probe[0, 0] = 1.0
-        self.engine.search(probe, 1)
+    async def check_health(self) -> None:
+        """Searches the index for a probe vector (reading the passages found) and reads
+        the first passage, off the event loop, within a time limit."""
+        vector = np.zeros((1, self.engine.dimension), dtype=np.float32)
+        vector[0, 0] = 1.0
+
+        def search_and_read() -> None:
+            self.engine.search(vector, 1)
+            if len(self.engine.passages) and not self.engine.passages[0].id:
+                raise RuntimeError("retriever read a passage without an id")
+
+        await probe("retriever", asyncio.to_thread(search_and_read))

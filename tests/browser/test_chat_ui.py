@@ -101,3 +101,40 @@ def test_page_is_served_with_a_strict_content_security_policy(chat_server: str) 
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert response.headers["x-content-type-options"] == "nosniff"
     assert requests.get(f"{chat_server}/ui/../../etc/passwd", timeout=10).status_code == 404
+
+
+def test_page_asks_for_the_api_key_and_uses_it(
+    browser_page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UI_TEST_KEY", "s3cret-key")
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", TINY_DOCUMENTS)
+    root = tmp_path / "index"
+    build_index([corpus], root, HashingEmbedderConfig(), BuildSettings(progress=False))
+    version_dir = resolve_version_dir(root)
+    stages = LocalStages(
+        create_embedder(HashingEmbedderConfig(), version_dir),
+        FaissRetriever(version_dir, RetrieverConfig()),
+        create_reranker(LexicalRerankerConfig(), version_dir),
+        create_generator(ExtractiveGeneratorConfig()),
+        top_n=3,
+    )
+    config = IngressConfig.model_validate({"auth": {"api_key_env": ["UI_TEST_KEY"]}})
+    server = serve_in_thread(create_app(stages, config), free_port())
+    url = next(server)
+    try:
+        page = browser_page
+        prompts: list[str] = []
+
+        def answer_prompt(dialog: Any) -> None:
+            prompts.append(dialog.message)
+            dialog.accept("s3cret-key")
+
+        page.on("dialog", answer_prompt)
+        page.goto(url)
+        turn = ask(page, "京都府の府庁所在地は？", 1)
+        assert "京都市" in turn.locator(".answer").inner_text()
+        assert len(prompts) == 1 and "API キー" in prompts[0]
+        ask(page, "沖縄県の県庁所在地は？", 2)
+        assert len(prompts) == 1, "the key is kept for the tab"
+    finally:
+        server.close()

@@ -132,3 +132,11 @@ def test_server_keeps_serving_after_bad_requests(demo_graph: str) -> None:
         assert response.status_code == 400, payload
         assert "error" in response.json()
     assert requests.post(url, json=ask(QUESTION), timeout=30).status_code == 200
+
+
+def test_chat_page_is_served_under_the_route_prefix(demo_graph: str) -> None:
+    page = requests.get(f"{demo_graph}/", timeout=30)
+    assert page.status_code == 200 and page.url == f"{demo_graph}/ui/"
+    assert "<title>ja-rag-serve</title>" in page.text
+    script = requests.get(f"{demo_graph}/ui/chat.js", timeout=30)
+    assert script.headers["content-type"].startswith("text/javascript")

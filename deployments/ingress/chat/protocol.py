@@ -1,8 +1,10 @@
 """Request and response bodies of POST /v1/chat/completions (OpenAI-compatible).
 
-Extensions to OpenAI's schema: ``rag`` in the request (retrieval options) and
+Extensions to OpenAI's schema: ``rag`` in the request (retrieval options);
 ``sources`` in the response and in the last stream chunk (the passages the
-answer was generated from, numbered as its citation markers [1], [2], ...).
+answer was generated from, numbered as its citation markers [1], [2], ...);
+``degraded`` and ``notice`` next to them when a stage could not take part (the
+reranker: passages in the retriever's order; the generator: no answer text).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from deployments.ingress.validation import Text
 from deployments.passage import Hit
 
 
@@ -23,12 +26,12 @@ class _Lenient(BaseModel):
 
 class TextPart(_Lenient):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     @property
     def text(self) -> str:
@@ -53,7 +56,7 @@ class RagOptions(BaseModel):
 
 
 class ChatCompletionRequest(_Lenient):
-    model: str | None = Field(None, description="'ja-rag' (default) or the generator's model id.")
+    model: Text | None = Field(None, description="'ja-rag' (default) or the generator's model id.")
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -62,9 +65,9 @@ class ChatCompletionRequest(_Lenient):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1, le=1, description="Only one choice is generated.")
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     seed: int | None = None
-    user: str | None = None
+    user: Text | None = None
     rag: RagOptions | None = None
 
     @field_validator("stop")
@@ -133,6 +136,9 @@ class Choice(BaseModel):
     finish_reason: str | None
 
 
+Degradable = Literal["reranker", "generator"]
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -141,6 +147,12 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     sources: list[Source] = Field(default_factory=list)
+    degraded: list[Degradable] = Field(
+        default_factory=list,
+        description="Stages left out of this answer: 'reranker' (passages in retrieval order) "
+        "or 'generator' (no answer text; the sources are still given).",
+    )
+    notice: str | None = Field(None, description="Why, when 'degraded' is not empty.")
 
 
 class Delta(BaseModel):
@@ -162,16 +174,16 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     sources: list[Source] | None = None
+    degraded: list[Degradable] | None = None
+    notice: str | None = None
 
     def sse(self) -> str:
-        """This chunk as one server-sent event; absent usage and sources are left out."""
-        body = self.model_dump(exclude={"usage", "sources"})
+        """This chunk as one server-sent event; absent optional fields are left out."""
+        optional = {"usage", "sources", "degraded", "notice"}
+        body = self.model_dump(exclude=optional)
         for choice in body["choices"]:
             choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
-        if self.usage is not None:
-            body["usage"] = self.usage.model_dump()
-        if self.sources is not None:
-            body["sources"] = [s.model_dump() for s in self.sources]
+        body.update(self.model_dump(include=optional, exclude_none=True))
         return sse_event(body)
 
 

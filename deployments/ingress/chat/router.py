@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from deployments.ingress.chat.protocol import ChatCompletion, ChatCompletionRequest
 from deployments.ingress.chat.serving import ChatService
+from deployments.ingress.deadline import Deadline, request_deadline
 
 router = APIRouter()
 
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DEGRADED_HEADER = "X-RAG-Degraded"
+"""Names the stages left out of an answer (also in the body's ``degraded``)."""
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request
+    body: ChatCompletionRequest,
+    request: Request,
+    response: Response,
+    deadline: Annotated[Deadline, Depends(request_deadline)],
 ) -> ChatCompletion | StreamingResponse:
     service: ChatService = request.app.state.chat
-    prepared = await service.prepare(body)
+    prepared = await service.prepare(body, deadline)
     if body.stream:
+        # The generator is started before the response, so that a full or hung
+        # generator still gets a proper status (503, 504) rather than a broken stream.
+        answer = await service.start(prepared, deadline)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        degraded = service.degraded(prepared, answer)
+        headers = {**_STREAM_HEADERS, **({DEGRADED_HEADER: ",".join(degraded)} if degraded else {})}
         return StreamingResponse(
-            service.stream(prepared, include_usage),
+            service.stream(prepared, answer, include_usage, deadline),
             media_type="text/event-stream",
-            headers=_STREAM_HEADERS,
+            headers=headers,
         )
-    return await service.complete(prepared)
+    completion = await service.complete(prepared, deadline)
+    if completion.degraded:
+        response.headers[DEGRADED_HEADER] = ",".join(completion.degraded)
+    return completion

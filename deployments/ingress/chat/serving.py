@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
@@ -18,15 +19,18 @@ from deployments.ingress.chat.protocol import (
     ChatMessage,
     Choice,
     ChunkChoice,
+    Degradable,
     Delta,
+    RagOptions,
     Source,
     Usage,
     sse_event,
 )
 from deployments.ingress.config import IngressConfig
+from deployments.ingress.deadline import Deadline, DeadlineExceeded, StageTimeout
 from deployments.ingress.errors import APIError, error_body
 from deployments.ingress.models import ModelCatalog
-from deployments.ingress.stages import StageClient
+from deployments.ingress.stages import StageClient, StageOverloaded, StageUnavailable
 from deployments.passage import Hit
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,18 @@ class PreparedChat:
     model: str
     hits: list[Hit]
     generation: GenerationRequest
+    degraded: tuple[Degradable, ...] = ()
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Answer:
+    """A generation that has started: the pieces received so far and the rest to come,
+    or, when the generator could not take it, why (``unavailable``)."""
+
+    head: list[GeneratedText]
+    rest: AsyncIterator[GeneratedText] | None
+    unavailable: str | None = None
 
 
 class ChatService:
@@ -49,8 +65,12 @@ class ChatService:
         self.config = config
         self.catalog = catalog
 
-    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
-        """Validate the request and run retrieval; raises APIError for bad input."""
+    async def prepare(self, request: ChatCompletionRequest, deadline: Deadline) -> PreparedChat:
+        """Validate the request and run retrieval; raises APIError for bad input.
+
+        A reranker that is down, full or slower than ``reranker_timeout_s`` leaves the
+        passages in the retriever's order, and the answer says so.
+        """
         model = request.model or self.config.model_name
         with_retrieval = model == self.config.model_name
         if not with_retrieval and model != await self.catalog.generator_model():
@@ -64,14 +84,26 @@ class ChatService:
                 param="max_tokens",
             )
         hits: list[Hit] = []
+        degraded: list[Degradable] = []
+        notices: list[str] = []
         if with_retrieval:
             query = self._retrieval_query(turns)
-            options = request.rag
-            candidates = await self.stages.retrieve(query, options.top_k if options else None)
+            options = request.rag or RagOptions()
+            candidates = await deadline.within(
+                self.stages.retrieve(query, options.top_k), "retriever"
+            )
             if candidates:
-                hits = await self.stages.rerank(
-                    query, candidates, options.top_n if options else None
-                )
+                try:
+                    hits = await deadline.within(
+                        self.stages.rerank(query, candidates, options.top_n),
+                        "reranker",
+                        self.config.reranker_timeout_s,
+                    )
+                except (StageTimeout, StageUnavailable, StageOverloaded) as error:
+                    logger.warning("answering without the reranker: %s", error)
+                    hits = candidates[: options.top_n or self.config.fallback_top_n]
+                    degraded.append("reranker")
+                    notices.append(f"{error}; the sources are in the retriever's order")
         generation = GenerationRequest(
             messages=turns,
             passages=[h.passage for h in hits],
@@ -82,24 +114,88 @@ class ChatService:
             seed=request.seed,
         )
         return PreparedChat(
-            f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model, hits, generation
+            f"chatcmpl-{uuid.uuid4().hex}",
+            int(time.time()),
+            model,
+            hits,
+            generation,
+            tuple(degraded),
+            tuple(notices),
         )
 
-    async def complete(self, chat: PreparedChat) -> ChatCompletion:
-        pieces: list[GeneratedText] = [p async for p in self.stages.generate(chat.generation)]
-        answer = "".join(p.text for p in pieces)
+    async def start(self, chat: PreparedChat, deadline: Deadline) -> Answer:
+        """Start generating and wait for the first words (so that a full, hung or down
+        generator is known before a response is begun).
+
+        A replica must take the request within ``generator_start_timeout_s``;
+        otherwise, or when the generator is down, the Answer is ``unavailable``.
+        """
+        pieces = self.stages.generate(chat.generation)
+        head: list[GeneratedText] = []
+        try:
+            while True:
+                # Until a replica has taken the request (its first, empty piece), the
+                # generator may be down; after that it is only slow.
+                limit = None if head else self.config.generator_start_timeout_s
+                piece = await deadline.within(anext(pieces, None), "generator", limit)
+                if piece is None:
+                    return Answer(head, None)
+                head.append(piece)
+                if piece.text or piece.finish_reason:
+                    return Answer(head, pieces)
+        except (StageTimeout, StageUnavailable) as error:
+            logger.warning("answering without the generator: %s", error)
+            await _close(pieces)
+            return Answer([], None, str(error))
+        except BaseException:
+            await _close(pieces)
+            raise
+
+    async def complete(self, chat: PreparedChat, deadline: Deadline) -> ChatCompletion:
+        for attempt in itertools.count():
+            answer = await self.start(chat, deadline)
+            if answer.unavailable is None:
+                try:
+                    rest = await deadline.within(_collect(answer.rest), "generator")
+                except StageUnavailable as error:
+                    # Nothing has reached the client yet: generate again, elsewhere.
+                    if attempt < self.config.stage_retries:
+                        logger.warning("generator: a replica was lost mid-answer; retrying")
+                        continue
+                    answer = Answer([], None, str(error))
+                else:
+                    answer.head.extend(rest)
+            break
+        if answer.unavailable is not None:
+            return self._unavailable_completion(chat, answer.unavailable)
+        pieces = answer.head
+        text = "".join(p.text for p in pieces)
         finish = next((p.finish_reason for p in reversed(pieces) if p.finish_reason), "stop")
         return ChatCompletion(
             id=chat.completion_id,
             created=chat.created,
             model=chat.model,
-            choices=[Choice(message=AssistantMessage(content=answer), finish_reason=finish)],
+            choices=[Choice(message=AssistantMessage(content=text), finish_reason=finish)],
             usage=_usage(chat.generation, pieces),
-            sources=_sources(chat.hits, answer),
+            sources=_sources(chat.hits, text),
+            degraded=list(chat.degraded),
+            notice=_notice(chat.notices),
         )
 
-    async def stream(self, chat: PreparedChat, include_usage: bool) -> AsyncIterator[str]:
-        """Server-sent events: role, content pieces, a last chunk with sources, [DONE]."""
+    def degraded(self, chat: PreparedChat, answer: Answer) -> list[Degradable]:
+        """The stages left out of this answer."""
+        degraded = list(chat.degraded)
+        if answer.unavailable is not None:
+            degraded.append("generator")
+        return degraded
+
+    async def stream(
+        self, chat: PreparedChat, answer: Answer, include_usage: bool, deadline: Deadline
+    ) -> AsyncIterator[str]:
+        """Server-sent events: role, content pieces, a last chunk with sources, [DONE].
+
+        A failure once the stream has begun is sent as an ``{"error": ...}`` event.
+        """
 
         def chunk(delta: Delta, finish: str | None = None, **extra: object) -> ChatCompletionChunk:
             return ChatCompletionChunk(
@@ -110,21 +206,46 @@ class ChatService:
                 **extra,
             )
 
-        yield chunk(Delta(role="assistant", content="")).sse()
-        pieces: list[GeneratedText] = []
+        notices = list(chat.notices)
+        pieces = list(answer.head)
         try:
-            async for piece in self.stages.generate(chat.generation):
-                pieces.append(piece)
+            yield chunk(Delta(role="assistant", content="")).sse()
+            if answer.unavailable is not None:
+                notices.append(_unavailable_notice(answer.unavailable))
+                pieces = [GeneratedText(self.config.generator_unavailable_message, tokens=0)]
+            for piece in pieces:
                 if piece.text:
                     yield chunk(Delta(content=piece.text)).sse()
-        except Exception as error:
-            logger.exception("generation failed for %s", chat.completion_id)
-            yield sse_event(error_body(500, f"generation failed: {type(error).__name__}"))
+            rest = answer.rest
+            while rest is not None:
+                following = await deadline.within(anext(rest, None), "generator")
+                if following is None:
+                    break
+                pieces.append(following)
+                if following.text:
+                    yield chunk(Delta(content=following.text)).sse()
+        except (DeadlineExceeded, StageUnavailable) as error:
+            status, code = (
+                (504, "deadline_exceeded")
+                if isinstance(error, DeadlineExceeded)
+                else (503, "stage_unavailable")
+            )
+            logger.warning("stream %s ended early: %s", chat.completion_id, error)
+            yield sse_event(error_body(status, str(error), code))
             yield SSE_DONE
             return
-        answer = "".join(p.text for p in pieces)
+        finally:
+            await _close(answer.rest)
+        text = "".join(p.text for p in pieces)
         finish = next((p.finish_reason for p in reversed(pieces) if p.finish_reason), "stop")
-        yield chunk(Delta(), finish, sources=_sources(chat.hits, answer)).sse()
+        degraded = self.degraded(chat, answer)
+        yield chunk(
+            Delta(),
+            finish,
+            sources=_sources(chat.hits, text),
+            degraded=degraded or None,
+            notice=_notice(notices),
+        ).sse()
         if include_usage:
             final = ChatCompletionChunk(
                 id=chat.completion_id,
@@ -135,6 +256,19 @@ class ChatService:
             )
             yield final.sse()
         yield SSE_DONE
+
+    def _unavailable_completion(self, chat: PreparedChat, reason: str) -> ChatCompletion:
+        text = self.config.generator_unavailable_message
+        return ChatCompletion(
+            id=chat.completion_id,
+            created=chat.created,
+            model=chat.model,
+            choices=[Choice(message=AssistantMessage(content=text), finish_reason="stop")],
+            usage=_usage(chat.generation, []),
+            sources=_sources(chat.hits, ""),
+            degraded=[*chat.degraded, "generator"],
+            notice=_notice([*chat.notices, _unavailable_notice(reason)]),
+        )
 
     def _turns(self, messages: Sequence[ChatMessage]) -> list[ChatTurn]:
         if len(messages) > self.config.max_messages:
@@ -164,6 +298,24 @@ class ChatService:
     def _retrieval_query(self, turns: Sequence[ChatTurn]) -> str:
         users = [t.content for t in turns if t.role == "user"]
         return "\n".join(users[-1 - self.config.query_history_turns :])
+
+
+async def _collect(pieces: AsyncIterator[GeneratedText] | None) -> list[GeneratedText]:
+    return [p async for p in pieces] if pieces is not None else []
+
+
+async def _close(pieces: AsyncIterator[GeneratedText] | None) -> None:
+    """Stop a generation early (GraphStages then cancels it in the generator)."""
+    if isinstance(pieces, AsyncGenerator):
+        await pieces.aclose()
+
+
+def _unavailable_notice(reason: str) -> str:
+    return f"{reason}; no answer was generated, the sources are those found for the question"
+
+
+def _notice(notices: Sequence[str]) -> str | None:
+    return " / ".join(notices) or None
 
 
 def _sources(hits: Sequence[Hit], answer: str) -> list[Source]:

@@ -11,18 +11,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments.ingress.validation import Text
+
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = None
-    input: str | list[str] = Field(
+    model: Text | None = None
+    input: Text | list[Text] = Field(
         description="One text or a list of texts (token ids are not accepted)."
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     input_type: Literal["query", "passage"] = "passage"
-    user: str | None = None
+    user: Text | None = None
 
     @property
     def texts(self) -> list[str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from deployments.ingress.config import IngressConfig
+from deployments.ingress.deadline import Deadline, request_deadline
 from deployments.ingress.embeddings.protocol import (
     EmbeddingData,
     EmbeddingRequest,
@@ -23,14 +25,18 @@ router = APIRouter()
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse)
-async def create_embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingResponse:
+async def create_embeddings(
+    body: EmbeddingRequest,
+    request: Request,
+    deadline: Annotated[Deadline, Depends(request_deadline)],
+) -> EmbeddingResponse:
     catalog: ModelCatalog = request.app.state.catalog
     config: IngressConfig = request.app.state.config
     stages: StageClient = request.app.state.stages
     model = await catalog.check("embedder", body.model)
     texts = body.texts
     check_texts(texts, config, "input")
-    vectors = await stages.embed(texts, body.input_type)
+    vectors = await deadline.within(stages.embed(texts, body.input_type), "embedder")
     if body.dimensions is not None and body.dimensions != vectors.shape[1]:
         raise APIError(
             400,

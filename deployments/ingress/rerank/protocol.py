@@ -10,18 +10,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments.ingress.validation import Text
+
 
 class TextDocument(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    text: str
+    text: Text
 
 
 class RerankRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = None
-    query: str
-    documents: list[str | TextDocument]
+    model: Text | None = None
+    query: Text
+    documents: list[Text | TextDocument]
     top_n: int | None = Field(None, ge=1)
     return_documents: bool = True
 

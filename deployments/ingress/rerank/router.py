@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from deployments.ingress.config import IngressConfig
+from deployments.ingress.deadline import Deadline, request_deadline
 from deployments.ingress.models import ModelCatalog
 from deployments.ingress.rerank.protocol import (
     RerankRequest,
@@ -24,7 +26,11 @@ router = APIRouter()
 
 @router.post("/v1/rerank", response_model=RerankResponse)
 @router.post("/rerank", response_model=RerankResponse, include_in_schema=False)
-async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
+async def rerank(
+    body: RerankRequest,
+    request: Request,
+    deadline: Annotated[Deadline, Depends(request_deadline)],
+) -> RerankResponse:
     catalog: ModelCatalog = request.app.state.catalog
     config: IngressConfig = request.app.state.config
     stages: StageClient = request.app.state.stages
@@ -32,7 +38,7 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     check_text(body.query, config, "query")
     texts = body.texts
     check_texts(texts, config, "documents")
-    scores = await stages.score(body.query, texts)
+    scores = await deadline.within(stages.score(body.query, texts), "reranker")
     order = np.argsort(-scores.raw, kind="stable")[: body.top_n]
     results = [
         RerankResult(

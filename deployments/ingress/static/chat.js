@@ -8,6 +8,24 @@ const question = document.getElementById("question");
 const send = document.getElementById("send");
 const statusLine = document.getElementById("status");
 const history = [];
+// The page lives at <prefix>/ui/; the API is beside it, under the same prefix.
+const api = (path) => new URL(`../${path}`, window.location.href).href;
+const KEY_ITEM = "ja-rag-serve-api-key";
+
+// POST with the API key this tab was given, asking for one when the server wants it.
+async function post(path, body) {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    const headers = { "Content-Type": "application/json" };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const response = await fetch(api(path), { method: "POST", headers, body: JSON.stringify(body) });
+    if (response.status !== 401 || attempt > 0) return response;
+    const entered = window.prompt("このサーバーは API キーを必要とします。キーを入力してください:");
+    if (!entered) return response;
+    sessionStorage.setItem(KEY_ITEM, entered.trim());
+  }
+  throw new Error("unreachable");
+}
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -73,10 +91,10 @@ async function ask(text) {
   conversation.append(turn);
   history.push({ role: "user", content: text });
 
-  const response = await fetch("/v1/chat/completions", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ model: "ja-rag", messages: history, stream: true }),
+  const response = await post("v1/chat/completions", {
+    model: "ja-rag",
+    messages: history,
+    stream: true,
   });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
@@ -106,6 +124,7 @@ async function ask(text) {
         renderAnswer(answer, content, turnId);
       }
       if (chunk.sources) renderSources(sources, chunk.sources, turnId);
+      if (chunk.notice) turn.append(element("p", "notice", chunk.notice));
     }
   }
   history.push({ role: "assistant", content });
@@ -138,7 +157,7 @@ question.addEventListener("keydown", (event) => {
 async function checkHealth() {
   const badge = document.getElementById("health");
   try {
-    const body = await (await fetch("/healthz")).json();
+    const body = await (await fetch(api("healthz"))).json();
     badge.textContent = body.status === "ok" ? "稼働中" : "一部停止";
     badge.className = `health ${body.status === "ok" ? "ok" : "down"}`;
   } catch {

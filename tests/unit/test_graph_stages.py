@@ -1,0 +1,196 @@
+"""GraphStages over stand-in handles: lost replicas retried, full stages shed, and
+cancellation passed on to the Serve requests (no Ray needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.serve.exceptions import BackPressureError, RayServeException
+
+from deployments.generator.deployment import STARTED
+from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
+from deployments.ingress.stages import GraphStages, StageOverloaded, StageUnavailable
+
+
+class FakeResponse:
+    """A DeploymentResponse stand-in: awaitable (or iterable), cancellable, and whose
+    cancel() re-raises the request's error, as Serve's does."""
+
+    def __init__(self, outcome: Any = None, pieces: list[Any] | None = None) -> None:
+        self.outcome = outcome
+        self.pieces = pieces
+        self.cancelled = False
+
+    def __await__(self) -> Any:
+        return self._result().__await__()
+
+    async def _result(self) -> Any:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        if self.outcome == "hang":
+            await asyncio.Event().wait()
+        return self.outcome
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[Any]:
+        for piece in self.pieces or []:
+            if isinstance(piece, BaseException):
+                raise piece
+            if piece == "hang":
+                await asyncio.Event().wait()
+            yield piece
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+
+
+class FakeMethod:
+    def __init__(self, outcomes: list[Callable[[], FakeResponse]]) -> None:
+        self.outcomes = outcomes
+        self.sent: list[FakeResponse] = []
+
+    def remote(self, *args: Any) -> FakeResponse:
+        make = self.outcomes[min(len(self.sent), len(self.outcomes) - 1)]
+        response = make()
+        self.sent.append(response)
+        return response
+
+
+class FakeHandle:
+    def __init__(self, **methods: FakeMethod) -> None:
+        self.methods = methods
+
+    def __getattr__(self, name: str) -> FakeMethod:
+        return self.methods[name]
+
+    def options(self, **_: Any) -> FakeHandle:
+        return self
+
+
+def stages(retries: int = 1, **handles: FakeHandle) -> GraphStages:
+    empty = FakeHandle()
+    return GraphStages(
+        handles.get("embedder", empty),
+        handles.get("retriever", empty),
+        handles.get("reranker", empty),
+        handles.get("generator", empty),
+        retries=retries,
+    )
+
+
+def answer(value: Any) -> Callable[[], FakeResponse]:
+    return lambda: FakeResponse(value)
+
+
+def fail(error: BaseException) -> Callable[[], FakeResponse]:
+    return lambda: FakeResponse(error)
+
+
+REQUEST = GenerationRequest(messages=[ChatTurn("user", "q")])
+
+
+@pytest.mark.parametrize(
+    "lost", [ActorDiedError(), ActorUnavailableError("gone", None), RayServeException("up")]
+)
+def test_a_call_whose_replica_died_is_sent_again(lost: BaseException) -> None:
+    score = FakeMethod([fail(lost), answer("scores")])
+    client = stages(reranker=FakeHandle(score=score))
+    assert asyncio.run(client.score("q", ["d"])) == "scores"
+    assert len(score.sent) == 2
+
+
+def test_retries_are_bounded_then_the_stage_is_unavailable() -> None:
+    score = FakeMethod([fail(ActorDiedError())])
+    client = stages(retries=2, reranker=FakeHandle(score=score))
+    with pytest.raises(StageUnavailable, match="reranker stage is unavailable"):
+        asyncio.run(client.score("q", ["d"]))
+    assert len(score.sent) == 3
+
+
+def test_a_bug_in_a_stage_is_not_retried() -> None:
+    score = FakeMethod([fail(ValueError("bad input"))])
+    with pytest.raises(ValueError):
+        asyncio.run(stages(reranker=FakeHandle(score=score)).score("q", ["d"]))
+    assert len(score.sent) == 1
+
+
+def test_a_full_stage_is_shed_at_once_with_its_retry_after() -> None:
+    score = FakeMethod([fail(BackPressureError(4, 4, 429, 2.5))])
+    with pytest.raises(StageOverloaded) as raised:
+        asyncio.run(stages(reranker=FakeHandle(score=score)).score("q", ["d"]))
+    assert (raised.value.status, raised.value.retry_after_s) == (429, 2.5)
+    assert len(score.sent) == 1
+
+
+def test_retrieval_resends_embedding_and_search_together() -> None:
+    embed = FakeMethod([answer("vector")])
+    search = FakeMethod([fail(RayServeException("upstream died")), answer(["hit"])])
+    client = stages(embedder=FakeHandle(embed_query=embed), retriever=FakeHandle(search=search))
+    assert asyncio.run(client.retrieve("q", 5)) == ["hit"]
+    assert len(embed.sent) == len(search.sent) == 2
+
+
+def test_a_cancelled_call_cancels_its_serve_requests() -> None:
+    embed = FakeMethod([answer("hang")])
+    search = FakeMethod([answer("hang")])
+    client = stages(embedder=FakeHandle(embed_query=embed), retriever=FakeHandle(search=search))
+
+    async def scenario() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.retrieve("q", 5), 0.05)
+
+    asyncio.run(scenario())
+    assert embed.sent[0].cancelled and search.sent[0].cancelled
+
+
+def stream(*pieces: Any) -> Callable[[], FakeResponse]:
+    return lambda: FakeResponse(pieces=list(pieces))
+
+
+async def collect(pieces: AsyncIterator[GeneratedText]) -> list[GeneratedText]:
+    return [p async for p in pieces]
+
+
+def test_a_stream_is_resent_only_before_its_first_piece() -> None:
+    text = GeneratedText("答え", finish_reason="stop")
+    generate = FakeMethod([stream(ActorDiedError()), stream(STARTED, text)])
+    client = stages(generator=FakeHandle(generate=generate))
+    assert asyncio.run(collect(client.generate(REQUEST))) == [STARTED, text]
+
+    generate = FakeMethod([stream(STARTED, ActorDiedError()), stream(STARTED, text)])
+    client = stages(generator=FakeHandle(generate=generate))
+    with pytest.raises(StageUnavailable, match="generator"):
+        asyncio.run(collect(client.generate(REQUEST)))
+    assert len(generate.sent) == 1
+
+
+def test_a_full_generator_is_shed_even_though_cancel_re_raises() -> None:
+    generate = FakeMethod(
+        [lambda: FakeResponse(BackPressureError(2, 2), [BackPressureError(2, 2)])]
+    )
+    client = stages(generator=FakeHandle(generate=generate))
+    with pytest.raises(StageOverloaded):
+        asyncio.run(collect(client.generate(REQUEST)))
+    assert generate.sent[0].cancelled
+
+
+def test_a_stream_left_early_is_cancelled() -> None:
+    generate = FakeMethod([stream(STARTED, GeneratedText("a"), "hang")])
+    client = stages(generator=FakeHandle(generate=generate))
+
+    async def scenario() -> None:
+        pieces = client.generate(REQUEST)
+        assert await anext(pieces) == STARTED
+        await anext(pieces)
+        await pieces.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+    assert generate.sent[0].cancelled
