@@ -14,6 +14,7 @@ from ray import serve
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
+from deployments.placement import replica_placement
 from deployments.retriever.index_format import check_embedder, read_manifest
 
 TextKind = Literal["query", "passage"]
@@ -82,7 +83,11 @@ class Embedder:
         return results  # type: ignore[return-value]
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.engine.identity.model, "identity": self.engine.identity.model_dump()}
+        return {
+            "model": self.engine.identity.model,
+            "identity": self.engine.identity.model_dump(),
+            "placement": replica_placement(),
+        }
 
     def check_health(self) -> None:
         vector = self.engine.embed_queries(["健康状態の確認"])

@@ -11,9 +11,10 @@ import numpy as np
 from ray import serve
 
 from deployments.passage import Hit
+from deployments.placement import replica_placement
 from deployments.reranker.config import RerankerConfig
 from deployments.reranker.factory import create_reranker
-from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hits
+from deployments.reranker.protocol import PairScorer, RerankerEngine, RerankScores, rank_hits
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,17 @@ class Reranker:
         return await asyncio.to_thread(self._score_all, calls)
 
     def _score_all(self, calls: list[_ScoreCall]) -> list[RerankScores]:
+        """One engine call for every pair of the batch where the engine allows it."""
+        if isinstance(self.engine, PairScorer):
+            pairs = [(c.query, d) for c in calls for d in c.documents]
+            raw_all = self.engine.score_pairs(pairs)
+            relevance_all = self.engine.relevance(raw_all)
+            results, start = [], 0
+            for call in calls:
+                end = start + len(call.documents)
+                results.append(RerankScores(raw_all[start:end], relevance_all[start:end]))
+                start = end
+            return results
         results = []
         for call in calls:
             raw = self.engine.score(call.query, call.documents)
@@ -67,7 +79,7 @@ class Reranker:
         return results
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.engine.model_name}
+        return {"model": self.engine.model_name, "placement": replica_placement()}
 
     def check_health(self) -> None:
         raw = self.engine.score("健康", ["健康状態の確認"])
