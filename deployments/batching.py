@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from pydantic import Field
 
 from deployments.config import StrictConfig
@@ -19,5 +21,25 @@ class BatchingSettings(StrictConfig):
         0.002, ge=0, le=10, description="Longest wait for a batch to fill before running it."
     )
     batching: bool = Field(
-        True, description="Set false to run every call on its own (for measuring batching gains)."
+        True,
+        description="Set false to run every request on its own (for measuring batching gains): "
+        "one engine call per request, never merged with other requests.",
     )
+
+
+BatchedConfig = TypeVar("BatchedConfig", bound=BatchingSettings)
+
+
+def with_batching(config: BatchedConfig, user_config: dict[str, Any]) -> BatchedConfig:
+    """``config`` with the batching settings of a deployment's ``user_config`` applied.
+
+    Lets an operator retune batching on running replicas (``user_config`` in the
+    Serve config's ``deployments:`` entry) without restarting them.
+    """
+    unknown = set(user_config) - set(BatchingSettings.model_fields)
+    if unknown:
+        raise ValueError(
+            f"user_config may only set {sorted(BatchingSettings.model_fields)}; "
+            f"got {sorted(unknown)}"
+        )
+    return type(config).model_validate({**config.model_dump(), **user_config})

@@ -15,14 +15,15 @@ from deployments.retriever.deployment import Retriever
 from deployments.retriever.index_format import read_manifest, resolve_version_dir
 from serve.config import AppConfig
 
-# Light defaults that fit a laptop; production values live in serve_config.yaml.
-_DEFAULTS: dict[str, dict[str, Any]] = {
+DEPLOYMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "Ingress": {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 256},
     "Embedder": {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 64},
     "Retriever": {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 64},
     "Reranker": {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 32},
     "Generator": {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 32},
 }
+"""Light options that fit a laptop, used where the Serve config's ``deployments:`` section
+says nothing; production values live in serve_config.yaml."""
 _CONSTRUCTOR_RETRIES = 3
 """A replica that cannot start (missing model, wrong index) fails the deploy quickly."""
 
@@ -35,7 +36,10 @@ def build_app(args: dict[str, Any]) -> Application:
 
     def stage(cls: type, name: str) -> Any:
         return serve.deployment(
-            cls, name=name, max_constructor_retry_count=_CONSTRUCTOR_RETRIES, **_DEFAULTS[name]
+            cls,
+            name=name,
+            max_constructor_retry_count=_CONSTRUCTOR_RETRIES,
+            **DEPLOYMENT_DEFAULTS[name],
         )
 
     embedder = stage(Embedder, "Embedder").bind(config.embedder, index)

@@ -41,7 +41,9 @@ class EncoderShape:
 
 
 ENCODER_SHAPES: dict[str, EncoderShape] = {
-    "tiny": EncoderShape(hidden_size=32, layers=2, heads=2, intermediate_size=64, max_positions=128),
+    "tiny": EncoderShape(
+        hidden_size=32, layers=2, heads=2, intermediate_size=64, max_positions=128
+    ),
     "small": EncoderShape(hidden_size=256, layers=4, heads=4, intermediate_size=1024),
     # cl-nagoya/ruri-large and ruri-reranker-large: BERT-large (337M parameters).
     "ruri-large": EncoderShape(hidden_size=1024, layers=24, heads=16, intermediate_size=4096),
@@ -101,7 +103,7 @@ def mecab_tokenizer(directory: Path, sentences: list[str]) -> Any:
     )
 
 
-def _bert_config(tokenizer: Any, shape: EncoderShape, **extra: Any) -> Any:
+def bert_config(tokenizer: Any, shape: EncoderShape, **extra: Any) -> Any:
     transformers = require("transformers", "models", "building a model")
     return transformers.BertConfig(
         vocab_size=len(tokenizer),
@@ -122,7 +124,7 @@ def build_embedder(directory: Path, tokenizer: Any, shape: EncoderShape, seed: i
     st = require("sentence_transformers", "models", "building a model")
     torch.manual_seed(seed)
     encoder_dir = directory.with_name(directory.name + "-encoder")
-    transformers.BertModel(_bert_config(tokenizer, shape)).save_pretrained(encoder_dir)
+    transformers.BertModel(bert_config(tokenizer, shape)).save_pretrained(encoder_dir)
     tokenizer.save_pretrained(encoder_dir)
     transformer = st_modules.Transformer(str(encoder_dir), max_seq_length=shape.max_positions)
     pooling = st_modules.Pooling(shape.hidden_size, "mean")
@@ -137,7 +139,7 @@ def build_cross_encoder(
     torch = require("torch", "models", "building a model")
     transformers = require("transformers", "models", "building a model")
     torch.manual_seed(seed)
-    config = _bert_config(tokenizer, shape, num_labels=1)
+    config = bert_config(tokenizer, shape, num_labels=1)
     transformers.BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.batching import with_batching
 from deployments.passage import Hit
 from deployments.placement import replica_placement
 from deployments.reranker.config import RerankerConfig
@@ -31,9 +32,17 @@ class Reranker:
     def __init__(self, config: RerankerConfig, index_dir: str) -> None:
         self.config = config
         self.engine: RerankerEngine = create_reranker(config, Path(index_dir))
-        self._max_batch = max(config.max_batch_size if config.batching else 1, 1)
-        self._score_calls.set_max_batch_size(self._max_batch)
-        self._score_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._one_call_at_a_time = asyncio.Lock()
+        self._apply_batching()
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Batching settings from the deployment's ``user_config``, applied live."""
+        self.config = with_batching(self.config, user_config)
+        self._apply_batching()
+
+    def _apply_batching(self) -> None:
+        self._score_calls.set_max_batch_size(self.config.max_batch_size)
+        self._score_calls.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int | None = None) -> list[Hit]:
         """``hits`` best first by reranker score, cut to ``top_n``, scores attached."""
@@ -45,16 +54,25 @@ class Reranker:
         if not documents:
             empty = np.zeros(0, dtype=np.float32)
             return RerankScores(empty, empty)
-        size = self._max_batch
+        size = self.config.max_batch_size
         parts = await asyncio.gather(
             *(
-                self._score_calls(_ScoreCall(query, documents[i : i + size]))
+                self._score(_ScoreCall(query, documents[i : i + size]))
                 for i in range(0, len(documents), size)
             )
         )
         return RerankScores(
             np.concatenate([p.raw for p in parts]), np.concatenate([p.relevance for p in parts])
         )
+
+    async def _score(self, call: _ScoreCall) -> RerankScores:
+        """Through the batch queue, or with batching off as one engine call of its own
+        (still one engine call at a time, as the batch queue runs them)."""
+        if self.config.batching:
+            scores: RerankScores = await self._score_calls(call)
+            return scores
+        async with self._one_call_at_a_time:
+            return (await asyncio.to_thread(self._score_all, [call]))[0]
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, batch_size_fn=_documents_in)
     async def _score_calls(self, calls: list[_ScoreCall]) -> list[RerankScores]:
