@@ -54,9 +54,7 @@ def test_pairs_of_several_queries_score_in_one_call(reranker: CrossEncoderRerank
     assert reranker.score(QUERY, []).shape == (0,)
 
 
-def test_two_class_models_score_the_relevant_class(
-    tiny_models: TinyModels, tmp_path: Path
-) -> None:
+def test_two_class_models_score_the_relevant_class(tiny_models: TinyModels, tmp_path: Path) -> None:
     import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tiny_models.cross_encoder))

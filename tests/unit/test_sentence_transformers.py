@@ -99,7 +99,9 @@ def test_max_seq_length_is_applied_and_recorded(tiny_models: TinyModels) -> None
 
 
 def test_japanese_word_segmentation_loads_with_fugashi(tiny_models: TinyModels) -> None:
-    engine = SentenceTransformerEmbedder(config(tiny_models.mecab_embedder, prefix_preset="ruri-v1"))
+    engine = SentenceTransformerEmbedder(
+        config(tiny_models.mecab_embedder, prefix_preset="ruri-v1")
+    )
     assert engine.model.tokenizer.word_tokenizer.__class__.__name__ == "MecabTokenizer"
     assert engine.embed_queries(["香川県"]).shape == (1, 32)
 
