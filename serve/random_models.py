@@ -145,8 +145,16 @@ def build_cross_encoder(
     return directory
 
 
-def build_chat_model(directory: Path, sentences: list[str], seed: int = 0) -> Path:
-    """A tiny Llama causal LM with a byte-level BPE tokenizer and the Llama 3 chat template."""
+def build_chat_model(
+    directory: Path,
+    sentences: list[str],
+    seed: int = 0,
+    hidden_size: int = 32,
+    heads: int = 2,
+    dtype: str = "float32",
+) -> Path:
+    """A tiny Llama causal LM with a byte-level BPE tokenizer and the Llama 3 chat template.
+    (GPU kernels such as vLLM's want a head size of 64 or more: hidden_size 128, heads 2.)"""
     torch = require("torch", "models", "building a model")
     transformers = require("transformers", "models", "building a model")
     t = require("tokenizers", "dev", "training a tokenizer")
@@ -174,17 +182,17 @@ def build_chat_model(directory: Path, sentences: list[str], seed: int = 0) -> Pa
     torch.manual_seed(seed)
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
         num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = transformers.LlamaForCausalLM(config)
+    model = transformers.LlamaForCausalLM(config).to(getattr(torch, dtype))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(directory)
