@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_INDEX := indexes/demo
 DEMO_CORPUS := serve/demo/prefectures.jsonl
 
-.PHONY: install install-dev demo demo-index test lint unit integration clean
+.PHONY: install install-dev demo demo-index test lint unit integration bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ unit: install-dev
 
 integration: install-dev
 	$(BIN)/pytest tests/integration
+
+bench: install-dev
+	$(BIN)/jarag bench batching
 
 test: lint
 	$(BIN)/pytest

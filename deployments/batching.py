@@ -12,8 +12,12 @@ from deployments.config import StrictConfig
 class BatchingSettings(StrictConfig):
     """How a replica groups concurrent calls into one engine call (``@serve.batch``).
 
-    Keep the deployment's ``max_ongoing_requests`` at least ``max_batch_size`` so
-    that a full batch can be admitted at once.
+    A replica holds at most ``max_ongoing_requests`` requests (the deployment option),
+    so a batch can only fill if they carry ``max_batch_size`` items between them: for
+    the Embedder (one query text per request) ``max_ongoing_requests >=
+    max_batch_size``; for the Reranker (``top_k`` pairs per request)
+    ``max_ongoing_requests * top_k >= max_batch_size``. ``jarag check`` warns otherwise.
+    The settings can be changed on running replicas through ``user_config``.
     """
 
     max_batch_size: int = Field(32, ge=1, le=4096, description="Most calls in one engine call.")

@@ -63,7 +63,7 @@ def corpus_sentences(path: Path = DEMO_CORPUS) -> list[str]:
 
 def wordpiece_tokenizer(sentences: list[str], vocab_size: int = 2000) -> Any:
     """A BERT WordPiece tokenizer trained on ``sentences``."""
-    tokenizers = require("tokenizers", "dev", "training a tokenizer")
+    tokenizers = require("tokenizers", "models", "training a tokenizer")
     transformers = require("transformers", "models", "building a tokenizer")
     t = tokenizers
     tokenizer = t.Tokenizer(t.models.WordPiece(unk_token="[UNK]"))
@@ -157,7 +157,7 @@ def build_chat_model(
     (GPU kernels such as vLLM's want a head size of 64 or more: hidden_size 128, heads 2.)"""
     torch = require("torch", "models", "building a model")
     transformers = require("transformers", "models", "building a model")
-    t = require("tokenizers", "dev", "training a tokenizer")
+    t = require("tokenizers", "models", "training a tokenizer")
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>"]
     specials += ["<|end_header_id|>", "<|eot_id|>"]
     bpe = t.Tokenizer(t.models.BPE())
