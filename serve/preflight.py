@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -448,6 +449,7 @@ def cluster_nodes(address: str | None) -> tuple[list[Node], dict[str, float]]:
 
     started = not ray.is_initialized()
     if started:
+        ensure_reachable(address)
         ray.init(address=address or "auto", logging_level="WARNING", log_to_driver=False)
     try:
         nodes = [
@@ -460,6 +462,17 @@ def cluster_nodes(address: str | None) -> tuple[list[Node], dict[str, float]]:
         if started:
             ray.shutdown()
     return nodes, available
+
+
+def ensure_reachable(address: str | None) -> None:
+    """Fail in seconds, not minutes (Ray's own retries), when nothing listens there."""
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as error:
+        raise ConnectionError(f"nothing answers at {address} ({error})") from error
 
 
 # --- the whole check ----------------------------------------------------------------------
@@ -517,7 +530,15 @@ def check(
     if not connect and nodes is None:
         return report
     if nodes is None:
-        nodes, available = cluster_nodes(address)
+        try:
+            nodes, available = cluster_nodes(address)
+        except (ConnectionError, RuntimeError) as error:
+            report.add(
+                "error",
+                f"cannot reach a Ray cluster at {address or 'RAY_ADDRESS or the local one'}: "
+                f"{error}. Start one (ray start --head) or pass --address.",
+            )
+            return report
     else:
         available = {}
     report.nodes = nodes

@@ -46,8 +46,8 @@ class TransformersGenerator:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
         wanted = request.max_tokens or self.config.sampling.max_tokens
-        token_ids, _, max_new_tokens = self.prompt.encode(
-            request, wanted, self.config.max_model_len
+        token_ids, _, max_new_tokens = await asyncio.to_thread(
+            self.prompt.encode, request, wanted, self.config.max_model_len
         )
         async with self._one_at_a_time:
             streamer = self._transformers.TextIteratorStreamer(

@@ -6,6 +6,7 @@ building is tested) on machines without vLLM or a GPU.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -130,7 +131,11 @@ class VLLMGenerator:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
         wanted = request.max_tokens or self.config.sampling.max_tokens
-        token_ids, _, max_tokens = self.prompt.encode(request, wanted, self.max_model_len)
+        # Template rendering and tokenizing take a few ms: keep them off the event loop
+        # that streams every other request.
+        token_ids, _, max_tokens = await asyncio.to_thread(
+            self.prompt.encode, request, wanted, self.max_model_len
+        )
         params = self._vllm.SamplingParams(
             **sampling_arguments(request, self.config.sampling, max_tokens),
             output_kind=self._output_kind.DELTA,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,8 @@ import pytest
 import yaml
 
 from serve.cli import main
-from serve.preflight import Node, ReplicaRequest, check, format_report, pack
-from tests.support import REPO
+from serve.preflight import Node, ReplicaRequest, check, ensure_reachable, format_report, pack
+from tests.support import REPO, free_port
 
 PRODUCTION = REPO / "serve_config.yaml"
 GIB = 1024**3
@@ -170,3 +171,11 @@ def test_the_command_exits_non_zero_on_failure(
     data = production(**{"args.generator.gpu_memory_utilization": 0.95})
     assert main(["check", str(write(tmp_path, data)), "--no-cluster"]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_an_address_where_nothing_listens_fails_fast() -> None:
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="nothing answers at 127.0.0.1"):
+        ensure_reachable(f"127.0.0.1:{free_port()}")
+    assert time.monotonic() - started < 10
+    ensure_reachable("auto")  # found by Ray itself: nothing to probe here
