@@ -175,7 +175,7 @@ def test_the_command_exits_non_zero_on_failure(
 
 def test_an_address_where_nothing_listens_fails_fast() -> None:
     started = time.monotonic()
-    with pytest.raises(ConnectionError, match="nothing answers at 127.0.0.1"):
+    with pytest.raises(ConnectionError, match=r"nothing answers at 127\.0\.0\.1"):
         ensure_reachable(f"127.0.0.1:{free_port()}")
     assert time.monotonic() - started < 10
     ensure_reachable("auto")  # found by Ray itself: nothing to probe here
