@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import os
 import platform
 import tempfile
@@ -38,7 +39,7 @@ VERSIONED_PACKAGES = ("ray", "torch", "transformers", "sentence-transformers", "
 class BatchingBenchmark:
     """What to measure."""
 
-    shape: str = "small"
+    shape: str = "tiny"
     """Encoder shape from ``random_models.ENCODER_SHAPES``."""
     text_tokens: int = 128
     """Tokens per text (texts are cut to it), query and document alike."""
@@ -48,7 +49,7 @@ class BatchingBenchmark:
     documents_per_rerank: int = 4
     max_batch_size: int = 32
     """Texts per embedder batch; the reranker's is this times documents_per_rerank."""
-    batch_wait_timeout_s: float = 0.005
+    batch_wait_timeout_s: float = 0.002
     device: Literal["cpu", "cuda"] = "cpu"
     num_cpus: int = 1
     """CPUs the replica reserves; Ray gives PyTorch as many threads."""
@@ -105,6 +106,7 @@ def run(settings: BatchingBenchmark, out: TextIO) -> list[Measurement]:
     from ray import serve
 
     shape = ENCODER_SHAPES[settings.shape]
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="jarag-bench-") as scratch:
         work = Path(scratch)
         sentences = random_models.corpus_sentences()
@@ -132,19 +134,30 @@ def run(settings: BatchingBenchmark, out: TextIO) -> list[Measurement]:
                 serve.shutdown()
             if started_ray:
                 ray.shutdown()
-    print_report(settings, results, out)
+    print_report(settings, results, (load_before, os.getloadavg()), out)
     return results
 
 
-def print_report(settings: BatchingBenchmark, results: Sequence[Measurement], out: TextIO) -> None:
+def print_report(
+    settings: BatchingBenchmark,
+    results: Sequence[Measurement],
+    load: tuple[tuple[float, ...], tuple[float, ...]],
+    out: TextIO,
+) -> None:
     shape = ENCODER_SHAPES[settings.shape]
     print("ja-rag-serve dynamic batching benchmark", file=out)
     for line in machine_summary():
         print(line, file=out)
+    before, after = (" ".join(f"{x:.1f}" for x in values) for values in load)
+    print(
+        f"load average (1, 5, 15 min): {before} before, {after} after (other work on the "
+        "machine skews the figures)",
+        file=out,
+    )
     print(
         f"model: random BERT '{settings.shape}' (hidden {shape.hidden_size}, {shape.layers} "
         f"layers, {shape.heads} heads) on {settings.device}; texts of {settings.text_tokens} "
-        f"tokens; {settings.documents_per_rerank} documents per rerank request; "
+        f"tokens; rerank requests: a demo question and {settings.documents_per_rerank} texts; "
         f"max_batch_size {settings.max_batch_size}, batch_wait_timeout_s "
         f"{settings.batch_wait_timeout_s}; one replica with {settings.num_cpus} CPU; "
         f"{settings.seconds:g} s per point",
@@ -184,6 +197,7 @@ def _measure_deployment(
     the deployment's ``reconfigure`` (what a ``user_config`` change does)."""
     from ray import serve
 
+    shape = ENCODER_SHAPES[settings.shape]
     largest = max(settings.concurrency)
     options: dict[str, Any] = {
         "num_replicas": 1,
@@ -196,7 +210,8 @@ def _measure_deployment(
         rerank_config = CrossEncoderRerankerConfig(
             backend="cross-encoder",
             model=str(reranker_dir),
-            max_seq_length=settings.text_tokens,
+            # Room for the question next to a whole text, within the model's positions.
+            max_seq_length=min(settings.text_tokens + 32, shape.max_positions),
             max_batch_size=settings.max_batch_size * settings.documents_per_rerank,
             batch_wait_timeout_s=settings.batch_wait_timeout_s,
             device=settings.device,
@@ -205,7 +220,7 @@ def _measure_deployment(
     name = f"bench-{stage.lower()}"
     handle = serve.run(app, name=name, route_prefix=None)
     try:
-        call = _request_maker(handle, stage, texts, settings.documents_per_rerank)
+        call = _request_maker(handle, stage, texts, _questions(), settings.documents_per_rerank)
         items = 1 if stage == "Embedder" else settings.documents_per_rerank
         results = []
         for batching in (True, False):
@@ -222,14 +237,16 @@ def _measure_deployment(
 
 
 def _request_maker(
-    handle: Any, stage: str, texts: list[str], documents: int
+    handle: Any, stage: str, texts: list[str], questions: list[str], documents: int
 ) -> Callable[[int], Awaitable[Any]]:
+    """Embedder: one text per request. Reranker: a question and ``documents`` texts."""
+
     def call(number: int) -> Awaitable[Any]:
-        text = texts[number % len(texts)]
         if stage == "Embedder":
-            return handle.embed_query.remote(text)  # type: ignore[no-any-return]
-        docs = [texts[(number + i + 1) % len(texts)] for i in range(documents)]
-        return handle.score.remote(text, docs)  # type: ignore[no-any-return]
+            return handle.embed_query.remote(texts[number % len(texts)])  # type: ignore[no-any-return]
+        docs = [texts[(number + i) % len(texts)] for i in range(documents)]
+        question = questions[number % len(questions)]
+        return handle.score.remote(question, docs)  # type: ignore[no-any-return]
 
     return call
 
@@ -251,6 +268,12 @@ async def _drive(
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return len(latencies), time.perf_counter() - began, latencies
+
+
+def _questions() -> list[str]:
+    path = random_models.DEMO_CORPUS.with_name("questions.jsonl")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["question"] for line in lines if line.strip()]
 
 
 def _serve_running() -> bool:

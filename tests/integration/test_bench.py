@@ -21,6 +21,7 @@ def test_quick_batching_benchmark_prints_every_field(
     for package in ("python", "ray", "torch", "transformers", "sentence-transformers"):
         assert re.search(rf"versions: .*{package} \d", out), package
     assert "model: random BERT 'tiny'" in out
+    assert re.search(r"load average \(1, 5, 15 min\): [\d. ]+ before, [\d. ]+ after", out)
     header = next(line for line in out.splitlines() if line.startswith("stage"))
     for column in ("concurrent", "batched req/s", "unbatched req/s", "p50 ms", "p95 ms"):
         assert column in header
