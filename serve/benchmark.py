@@ -24,7 +24,9 @@ import numpy as np
 
 from deployments.embedder.config import SentenceTransformersEmbedderConfig
 from deployments.embedder.deployment import Embedder
+from deployments.embedder.sentence_transformers import SentenceTransformerEmbedder
 from deployments.reranker.config import CrossEncoderRerankerConfig
+from deployments.reranker.cross_encoder import CrossEncoderReranker
 from deployments.reranker.deployment import Reranker
 from deployments.retriever.index_format import resolve_version_dir
 from serve import random_models
@@ -53,6 +55,23 @@ class BatchingBenchmark:
     device: Literal["cpu", "cuda"] = "cpu"
     num_cpus: int = 1
     """CPUs the replica reserves; Ray gives PyTorch as many threads."""
+
+
+@dataclass(frozen=True)
+class EngineBaseline:
+    """The engine alone, in this process: time per item at a request's size and at a
+    full batch. Their ratio is the most batching can gain; the table shows how much
+    of it survives the serving path."""
+
+    stage: str
+    request_items: int
+    request_ms_per_item: float
+    batch_items: int
+    batch_ms_per_item: float
+
+    @property
+    def gain(self) -> float:
+        return self.request_ms_per_item / self.batch_ms_per_item if self.batch_ms_per_item else 0.0
 
 
 @dataclass
@@ -116,6 +135,7 @@ def run(settings: BatchingBenchmark, out: TextIO) -> list[Measurement]:
         texts = _texts_of_length(tokenizer, sentences, settings.text_tokens)
         embedder_config = _embedder_config(settings, embedder_dir)
         index = _small_index(work, embedder_config)
+        baselines = _engine_baselines(settings, embedder_config, reranker_dir, texts)
 
         started_ray = not ray.is_initialized()
         if started_ray:
@@ -134,13 +154,14 @@ def run(settings: BatchingBenchmark, out: TextIO) -> list[Measurement]:
                 serve.shutdown()
             if started_ray:
                 ray.shutdown()
-    print_report(settings, results, (load_before, os.getloadavg()), out)
+    print_report(settings, results, baselines, (load_before, os.getloadavg()), out)
     return results
 
 
 def print_report(
     settings: BatchingBenchmark,
     results: Sequence[Measurement],
+    baselines: Sequence[EngineBaseline],
     load: tuple[tuple[float, ...], tuple[float, ...]],
     out: TextIO,
 ) -> None:
@@ -183,6 +204,13 @@ def print_report(
                 file=out,
             )
     print("items: texts embedded (Embedder) or (query, document) pairs scored (Reranker)", file=out)
+    for b in baselines:
+        print(
+            f"engine alone, no Serve, {b.stage}: {b.request_ms_per_item:.2f} ms per item "
+            f"{b.request_items} at a time, {b.batch_ms_per_item:.2f} ms per item "
+            f"{b.batch_items} at a time ({b.gain:.1f}x)",
+            file=out,
+        )
 
 
 def _measure_deployment(
@@ -197,7 +225,6 @@ def _measure_deployment(
     the deployment's ``reconfigure`` (what a ``user_config`` change does)."""
     from ray import serve
 
-    shape = ENCODER_SHAPES[settings.shape]
     largest = max(settings.concurrency)
     options: dict[str, Any] = {
         "num_replicas": 1,
@@ -207,15 +234,7 @@ def _measure_deployment(
     if stage == "Embedder":
         app = serve.deployment(Embedder, name=stage, **options).bind(embedder_config, str(index))
     else:
-        rerank_config = CrossEncoderRerankerConfig(
-            backend="cross-encoder",
-            model=str(reranker_dir),
-            # Room for the question next to a whole text, within the model's positions.
-            max_seq_length=min(settings.text_tokens + 32, shape.max_positions),
-            max_batch_size=settings.max_batch_size * settings.documents_per_rerank,
-            batch_wait_timeout_s=settings.batch_wait_timeout_s,
-            device=settings.device,
-        )
+        rerank_config = _reranker_config(settings, reranker_dir)
         app = serve.deployment(Reranker, name=stage, **options).bind(rerank_config, str(index))
     name = f"bench-{stage.lower()}"
     handle = serve.run(app, name=name, route_prefix=None)
@@ -270,6 +289,59 @@ async def _drive(
     return len(latencies), time.perf_counter() - began, latencies
 
 
+def _engine_baselines(
+    settings: BatchingBenchmark,
+    embedder_config: SentenceTransformersEmbedderConfig,
+    reranker_dir: Path,
+    texts: list[str],
+) -> list[EngineBaseline]:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.num_cpus)  # as the replica will have
+    try:
+        embedder = SentenceTransformerEmbedder(embedder_config)
+        reranker = CrossEncoderReranker(_reranker_config(settings, reranker_dir))
+        question = _questions()[0]
+        docs = settings.documents_per_rerank
+        pairs = settings.max_batch_size * docs
+
+        def embed(n: int) -> Callable[[int], object]:
+            return lambda i: embedder.embed_queries([texts[(i + k) % len(texts)] for k in range(n)])
+
+        def score(n: int) -> Callable[[int], object]:
+            return lambda i: reranker.score(
+                question, [texts[(i + k) % len(texts)] for k in range(n)]
+            )
+
+        return [
+            EngineBaseline(
+                "Embedder",
+                1,
+                _ms_per_call(embed(1)),
+                settings.max_batch_size,
+                _ms_per_call(embed(settings.max_batch_size)) / settings.max_batch_size,
+            ),
+            EngineBaseline(
+                "Reranker",
+                docs,
+                _ms_per_call(score(docs)) / docs,
+                pairs,
+                _ms_per_call(score(pairs)) / pairs,
+            ),
+        ]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ms_per_call(call: Callable[[int], object], repeats: int = 5) -> float:
+    call(0)  # warm-up
+    started = time.perf_counter()
+    for i in range(repeats):
+        call(i)
+    return (time.perf_counter() - started) / repeats * 1000
+
+
 def _questions() -> list[str]:
     path = random_models.DEMO_CORPUS.with_name("questions.jsonl")
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -309,6 +381,19 @@ def _embedder_config(
         prefix_preset="ruri-v1",
         max_seq_length=settings.text_tokens,
         max_batch_size=settings.max_batch_size,
+        batch_wait_timeout_s=settings.batch_wait_timeout_s,
+        device=settings.device,
+    )
+
+
+def _reranker_config(settings: BatchingBenchmark, model: Path) -> CrossEncoderRerankerConfig:
+    shape = ENCODER_SHAPES[settings.shape]
+    return CrossEncoderRerankerConfig(
+        backend="cross-encoder",
+        model=str(model),
+        # Room for the question next to a whole text, within the model's positions.
+        max_seq_length=min(settings.text_tokens + 32, shape.max_positions),
+        max_batch_size=settings.max_batch_size * settings.documents_per_rerank,
         batch_wait_timeout_s=settings.batch_wait_timeout_s,
         device=settings.device,
     )

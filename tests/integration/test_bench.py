@@ -33,3 +33,9 @@ def test_quick_batching_benchmark_prints_every_field(
         numbers = [float(n) for n in re.findall(r"\d+\.\d+", row)]
         assert len(numbers) == 9 and all(n > 0 for n in numbers), row
         assert row.rstrip().endswith("x")
+    for stage in ("Embedder", "Reranker"):
+        assert re.search(
+            rf"engine alone, no Serve, {stage}: [\d.]+ ms per item \d+ at a time, "
+            r"[\d.]+ ms per item \d+ at a time \([\d.]+x\)",
+            out,
+        ), stage
