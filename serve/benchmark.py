@@ -228,7 +228,10 @@ def _measure_deployment(
     largest = max(settings.concurrency)
     options: dict[str, Any] = {
         "num_replicas": 1,
-        "ray_actor_options": {"num_cpus": settings.num_cpus},
+        "ray_actor_options": {
+            "num_cpus": settings.num_cpus,
+            "num_gpus": 1 if settings.device == "cuda" else 0,
+        },
         "max_ongoing_requests": max(largest, settings.max_batch_size) * 2,
     }
     if stage == "Embedder":
