@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_INDEX := indexes/demo
 DEMO_CORPUS := serve/demo/prefectures.jsonl
 
-.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability clean
+.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ unit: install-dev
 
 integration: install-dev
 	$(BIN)/pytest tests/integration
+
+bench: install-dev
+	$(BIN)/jarag bench batching
 
 test: lint browser-deps
 	$(BIN)/pytest

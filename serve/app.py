@@ -16,7 +16,6 @@ from deployments.retriever.deployment import Retriever
 from deployments.retriever.index_format import read_manifest, resolve_version_dir
 from serve.config import AppConfig
 
-# Light defaults that fit a laptop; production values live in serve_config.yaml.
 # Every stage sheds load once its queue is full (503 with Retry-After, as JSON from
 # the ingress), checks its engine every 10 s, and finishes its admitted requests
 # before it stops (the ingress's deadline is 60 s by default).
@@ -28,7 +27,7 @@ _RELIABILITY: dict[str, Any] = {
     "graceful_shutdown_timeout_s": 75,
     "max_surge_percent": 100,
 }
-_DEFAULTS: dict[str, dict[str, Any]] = {
+DEPLOYMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "Ingress": {
         "ray_actor_options": {"num_cpus": 0.25},
         "max_ongoing_requests": 256,
@@ -55,6 +54,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "max_queued_requests": 64,
     },
 }
+"""Light options that fit a laptop, used where the Serve config's ``deployments:`` section
+says nothing; production values live in serve_config.yaml."""
 _CONSTRUCTOR_RETRIES = 3
 """A replica that cannot start (missing model, wrong index) fails the deploy quickly."""
 
@@ -80,7 +81,7 @@ def build_graph(
     engine = dict(engines or {})
 
     def stage(cls: type, name: str) -> Any:
-        settings = {**_RELIABILITY, **_DEFAULTS[name], **(options or {}).get(name, {})}
+        settings = {**_RELIABILITY, **DEPLOYMENT_DEFAULTS[name], **(options or {}).get(name, {})}
         return serve.deployment(
             cls, name=name, max_constructor_retry_count=_CONSTRUCTOR_RETRIES, **settings
         )

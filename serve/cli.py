@@ -1,4 +1,4 @@
-"""jarag: build and inspect indexes, and measure retrieval and answer quality."""
+"""jarag: build and inspect indexes, measure quality and speed, check a Serve config."""
 
 from __future__ import annotations
 
@@ -8,19 +8,23 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from deployments.extras import MissingDependencyError
 from deployments.retriever.index_format import InvalidIndexError
+from serve.commands import bench as bench_commands
+from serve.commands import check as check_commands
 from serve.commands import eval as eval_commands
 from serve.commands import index as index_commands
 from serve.config_file import ConfigFileError
 from serve.corpus import CorpusError
 
-COMMAND_GROUPS = (index_commands, eval_commands)
+COMMAND_GROUPS = (index_commands, eval_commands, check_commands, bench_commands)
 """Each module registers its subcommands with ``register(subparsers)``."""
 
 _USER_ERRORS = (
     ConfigFileError,
     CorpusError,
     InvalidIndexError,
+    MissingDependencyError,
     FileNotFoundError,
     ValidationError,
     ValueError,

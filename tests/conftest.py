@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from deployments.embedder.config import HashingEmbedderConfig
+from deployments.embedder.config import HashingEmbedderConfig, SentenceTransformersEmbedderConfig
+from serve import random_models
 from serve.indexing import BuildSettings, build_index
 from tests.support import DEMO_CORPUS, write_jsonl
 
@@ -50,4 +52,52 @@ def tiny_corpus(tmp_path: Path) -> Path:
 def tiny_index(tiny_corpus: Path, tmp_path: Path) -> Path:
     root = tmp_path / "index"
     build_index([tiny_corpus], root, HashingEmbedderConfig(), BuildSettings(progress=False))
+    return root
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Randomly initialised models built once per session, loaded by path like hub models."""
+
+    embedder: Path
+    """sentence-transformers BERT (2 layers, hidden 32) with a WordPiece tokenizer."""
+    mecab_embedder: Path
+    """The same with a MeCab word-segmenting tokenizer, as ruri v1 has (needs fugashi)."""
+    cross_encoder: Path
+    """One-logit BERT sequence classifier."""
+    chat_model: Path
+    """Llama causal LM with a byte-level BPE tokenizer and the Llama 3 chat template."""
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    root = tmp_path_factory.mktemp("tiny-models")
+    sentences = random_models.corpus_sentences()
+    shape = random_models.ENCODER_SHAPES["tiny"]
+    tokenizer = random_models.wordpiece_tokenizer(sentences)
+    mecab = random_models.mecab_tokenizer(root / "mecab-vocab", sentences)
+    return TinyModels(
+        embedder=random_models.build_embedder(root / "embedder", tokenizer, shape),
+        mecab_embedder=random_models.build_embedder(root / "mecab-embedder", mecab, shape),
+        cross_encoder=random_models.build_cross_encoder(root / "cross-encoder", tokenizer, shape),
+        chat_model=random_models.build_chat_model(root / "chat", sentences),
+    )
+
+
+def tiny_embedder_config(models: TinyModels) -> SentenceTransformersEmbedderConfig:
+    return SentenceTransformersEmbedderConfig(
+        backend="sentence-transformers",
+        model=str(models.embedder),
+        prefix_preset="ruri-v1",
+        max_batch_size=16,
+    )
+
+
+@pytest.fixture(scope="session")
+def st_index(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo corpus indexed with the tiny sentence-transformers embedder."""
+    root = tmp_path_factory.mktemp("st-index")
+    build_index(
+        [DEMO_CORPUS], root, tiny_embedder_config(tiny_models), BuildSettings(progress=False)
+    )
     return root

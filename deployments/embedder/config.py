@@ -1,12 +1,14 @@
-"""Typed configuration of the embedder stage."""
+"""Typed configuration of the embedder stage: one model per ``backend``."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, Tag, model_validator
 
 from deployments.batching import BatchingSettings
+from deployments.config import backend_discriminator
+from deployments.torch_runtime import Device, DType
 
 
 class HashingEmbedderConfig(BatchingSettings):
@@ -25,4 +27,84 @@ class HashingEmbedderConfig(BatchingSettings):
     b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation of passages.")
 
 
-EmbedderConfig = HashingEmbedderConfig
+PrefixPreset = Literal["ruri-v1", "ruri-v3", "multilingual-e5", "none"]
+
+PREFIX_PRESETS: dict[str, tuple[str, str]] = {
+    "ruri-v1": ("クエリ: ", "文章: "),
+    "ruri-v3": ("検索クエリ: ", "検索文書: "),
+    "multilingual-e5": ("query: ", "passage: "),
+    "none": ("", ""),
+}
+"""(query prefix, passage prefix) each model family was trained with."""
+
+
+class SentenceTransformersEmbedderConfig(BatchingSettings):
+    """A sentence-transformers model (ruri, multilingual-e5, ...) from the Hugging Face hub
+    or a local directory. Install with ``pip install 'ja-rag-serve[models]'`` (plus ``[ja]``
+    for models whose tokenizer runs MeCab, such as ruri v1)."""
+
+    backend: Literal["sentence-transformers"] = Field(description="Selects this engine.")
+    model: str = Field(
+        description="Hugging Face model id (e.g. cl-nagoya/ruri-large) or a local directory. "
+        "Recorded in the index manifest as written: index and serve with the same string."
+    )
+    revision: str | None = Field(
+        None, description="Hub revision (branch, tag or commit) to pin; default: the main branch."
+    )
+    prefix_preset: PrefixPreset = Field(
+        "none",
+        description="Query/passage prefixes of a model family: ruri-v1 ('クエリ: '/'文章: '), "
+        "ruri-v3 ('検索クエリ: '/'検索文書: '), multilingual-e5 ('query: '/'passage: ') or none.",
+    )
+    query_prefix: str | None = Field(
+        None, description="Text put before every query; overrides the preset's."
+    )
+    passage_prefix: str | None = Field(
+        None, description="Text put before every passage; overrides the preset's."
+    )
+    normalize: bool = Field(
+        True,
+        description="L2-normalise vectors. The retriever scores by inner product, so leave it on "
+        "unless the model ends in its own Normalize module.",
+    )
+    max_seq_length: int | None = Field(
+        None, ge=8, le=32768, description="Tokens kept per text; default: the model's own limit."
+    )
+    device: Device = Field(
+        "auto", description="'auto' uses a CUDA GPU when the replica has one, else the CPU."
+    )
+    dtype: DType = Field(
+        "auto", description="Weight precision; 'auto' is float16 on GPU and float32 on CPU."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub to run (needed by a few models)."
+    )
+
+    @property
+    def prefixes(self) -> tuple[str, str]:
+        """The (query, passage) prefixes in effect."""
+        query, passage = PREFIX_PRESETS[self.prefix_preset]
+        return (
+            query if self.query_prefix is None else self.query_prefix,
+            passage if self.passage_prefix is None else self.passage_prefix,
+        )
+
+    @model_validator(mode="after")
+    def _asymmetric_models_need_prefixes(self) -> SentenceTransformersEmbedderConfig:
+        name = self.model.lower()
+        if self.prefix_preset == "none" and self.query_prefix is None:
+            for family, hint in (("ruri", "ruri-v1 or ruri-v3"), ("e5", "multilingual-e5")):
+                if family in name.rsplit("/", 1)[-1]:
+                    raise ValueError(
+                        f"{self.model} is trained with query/passage prefixes: set prefix_preset "
+                        f"({hint}) or query_prefix and passage_prefix (empty strings for none)"
+                    )
+        return self
+
+
+EmbedderConfig = Annotated[
+    Annotated[HashingEmbedderConfig, Tag("hashing")]
+    | Annotated[SentenceTransformersEmbedderConfig, Tag("sentence-transformers")],
+    backend_discriminator("hashing"),
+]
+"""The embedder section of the application config, chosen by ``backend``."""

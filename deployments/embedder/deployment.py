@@ -12,10 +12,12 @@ import numpy as np
 from numpy.typing import NDArray
 from ray import serve
 
+from deployments.batching import with_batching
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
 from deployments.health import probe
+from deployments.placement import replica_placement
 from deployments.retriever.index_format import check_embedder, read_manifest
 
 TextKind = Literal["query", "passage"]
@@ -42,29 +44,46 @@ class Embedder:
     ) -> None:
         self.config = config
         self.engine: EmbedderEngine = (engine_cls or create_embedder)(config, Path(index_dir))
+        self._one_call_at_a_time = asyncio.Lock()
         manifest = read_manifest(Path(index_dir), verify=False)
         check_embedder(manifest, self.engine.identity, Path(index_dir))
-        self._max_batch = config.max_batch_size if config.batching else 1
-        self._embed_calls.set_max_batch_size(self._max_batch)
-        self._embed_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._apply_batching()
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Batching settings from the deployment's ``user_config``, applied live."""
+        self.config = with_batching(self.config, user_config)
+        self._apply_batching()
+
+    def _apply_batching(self) -> None:
+        self._embed_calls.set_max_batch_size(self.config.max_batch_size)
+        self._embed_calls.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
 
     async def embed_query(self, text: str) -> NDArray[np.float32]:
         """One query vector; concurrent calls are embedded together."""
-        vectors: NDArray[np.float32] = await self._embed_calls(_EmbedCall([text], "query"))
+        vectors = await self._embed(_EmbedCall([text], "query"))
         return np.asarray(vectors[0], dtype=np.float32)
 
     async def embed(self, texts: list[str], kind: TextKind) -> NDArray[np.float32]:
         """Vectors for several texts of one kind, batched in slices of ``max_batch_size``."""
         if not texts:
             return np.zeros((0, self.engine.identity.dimension), dtype=np.float32)
-        size = self._max_batch
+        size = self.config.max_batch_size
         parts = await asyncio.gather(
             *(
-                self._embed_calls(_EmbedCall(texts[i : i + size], kind))
+                self._embed(_EmbedCall(texts[i : i + size], kind))
                 for i in range(0, len(texts), size)
             )
         )
         return np.concatenate(parts)
+
+    async def _embed(self, call: _EmbedCall) -> NDArray[np.float32]:
+        """Through the batch queue, or with batching off as one engine call of its own
+        (still one engine call at a time, as the batch queue runs them)."""
+        if self.config.batching:
+            vectors: NDArray[np.float32] = await self._embed_calls(call)
+            return vectors
+        async with self._one_call_at_a_time:
+            return (await asyncio.to_thread(self._embed_grouped, [call]))[0]
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002, batch_size_fn=_texts_in)
     async def _embed_calls(self, calls: list[_EmbedCall]) -> list[NDArray[np.float32]]:
@@ -89,7 +108,11 @@ class Embedder:
         return results  # type: ignore[return-value]
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.engine.identity.model, "identity": self.engine.identity.model_dump()}
+        return {
+            "model": self.engine.identity.model,
+            "identity": self.engine.identity.model_dump(),
+            "placement": replica_placement(),
+        }
 
     async def check_health(self) -> None:
         """Embeds a probe query with the engine, off the event loop, within a time limit."""

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
+import ray
+
 from deployments.generator.config import GeneratorConfig
 from deployments.generator.factory import create_generator
 from deployments.generator.protocol import (
@@ -13,8 +15,10 @@ from deployments.generator.protocol import (
     GeneratedText,
     GenerationRequest,
     GeneratorEngine,
+    ManagedEngine,
 )
 from deployments.health import probe
+from deployments.placement import replica_placement
 
 STARTED = GeneratedText(text="", tokens=0)
 """The first piece of every stream: tells the caller a replica has taken the request
@@ -28,7 +32,12 @@ class Generator:
         engine_cls: Callable[[GeneratorConfig], GeneratorEngine] | None = None,
     ) -> None:
         self.config = config
-        self.engine: GeneratorEngine = (engine_cls or create_generator)(config)
+        # vLLM's tensor-parallel workers go into the replica's placement group, if any;
+        # an engine injected by a test is built from the config alone.
+        placement_group = ray.util.get_current_placement_group()
+        self.engine: GeneratorEngine = (
+            engine_cls(config) if engine_cls else create_generator(config, placement_group)
+        )
         self._in_flight = 0
         self._cancelled = 0
 
@@ -36,7 +45,8 @@ class Generator:
         """Called with ``handle.options(stream=True)``; yields pieces as they come.
 
         A caller that stops early (client gone, deadline passed) cancels the request;
-        the engine's generation is then stopped and counted in ``describe()``.
+        the engine's generation is then stopped (vLLM's request aborted by the engine's
+        own cleanup) and counted in ``describe()``.
         """
         yield STARTED
         self._in_flight += 1
@@ -54,14 +64,25 @@ class Generator:
             "model": self.engine.model_name,
             "generations_in_flight": self._in_flight,
             "generations_cancelled": self._cancelled,
+            "placement": replica_placement(),
         }
 
     async def check_health(self) -> None:
-        """Generates one piece with the engine, within a time limit."""
+        """The engine's own check where it has one (vLLM); otherwise one generated
+        piece, within a time limit."""
+        if isinstance(self.engine, ManagedEngine):
+            await probe("generator", self.engine.check_health())
+            return
         request = GenerationRequest(messages=[ChatTurn("user", "健康")], max_tokens=1)
         pieces = await probe("generator", _first_piece(self.engine.generate(request)))
         if not pieces:
             raise RuntimeError("generator engine ended a probe without any piece")
+
+    def __del__(self) -> None:
+        # Serve calls this when the replica shuts down: release the GPU engine.
+        engine = getattr(self, "engine", None)
+        if isinstance(engine, ManagedEngine):
+            engine.close()
 
 
 async def _first_piece(pieces: AsyncIterator[GeneratedText]) -> list[GeneratedText]:

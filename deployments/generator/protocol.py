@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from deployments.passage import Passage
 
@@ -55,3 +55,13 @@ class GeneratorEngine(Protocol):
     def model_name(self) -> str: ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]: ...
+
+
+@runtime_checkable
+class ManagedEngine(Protocol):
+    """An engine holding outside resources (a GPU engine, an HTTP client): it can report
+    its health cheaply and be shut down with its replica."""
+
+    async def check_health(self) -> None: ...
+
+    def close(self) -> None: ...

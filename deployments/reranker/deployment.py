@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.batching import with_batching
 from deployments.health import probe
 from deployments.passage import Hit
+from deployments.placement import replica_placement
 from deployments.reranker.config import RerankerConfig
 from deployments.reranker.factory import create_reranker
-from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hits
+from deployments.reranker.protocol import PairScorer, RerankerEngine, RerankScores, rank_hits
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +39,17 @@ class Reranker:
     ) -> None:
         self.config = config
         self.engine: RerankerEngine = (engine_cls or create_reranker)(config, Path(index_dir))
-        self._max_batch = max(config.max_batch_size if config.batching else 1, 1)
-        self._score_calls.set_max_batch_size(self._max_batch)
-        self._score_calls.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._one_call_at_a_time = asyncio.Lock()
+        self._apply_batching()
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Batching settings from the deployment's ``user_config``, applied live."""
+        self.config = with_batching(self.config, user_config)
+        self._apply_batching()
+
+    def _apply_batching(self) -> None:
+        self._score_calls.set_max_batch_size(self.config.max_batch_size)
+        self._score_calls.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int | None = None) -> list[Hit]:
         """``hits`` best first by reranker score, cut to ``top_n``, scores attached."""
@@ -51,10 +61,10 @@ class Reranker:
         if not documents:
             empty = np.zeros(0, dtype=np.float32)
             return RerankScores(empty, empty)
-        size = self._max_batch
+        size = self.config.max_batch_size
         parts = await asyncio.gather(
             *(
-                self._score_calls(_ScoreCall(query, documents[i : i + size]))
+                self._score(_ScoreCall(query, documents[i : i + size]))
                 for i in range(0, len(documents), size)
             )
         )
@@ -62,11 +72,31 @@ class Reranker:
             np.concatenate([p.raw for p in parts]), np.concatenate([p.relevance for p in parts])
         )
 
+    async def _score(self, call: _ScoreCall) -> RerankScores:
+        """Through the batch queue, or with batching off as one engine call of its own
+        (still one engine call at a time, as the batch queue runs them)."""
+        if self.config.batching:
+            scores: RerankScores = await self._score_calls(call)
+            return scores
+        async with self._one_call_at_a_time:
+            return (await asyncio.to_thread(self._score_all, [call]))[0]
+
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, batch_size_fn=_documents_in)
     async def _score_calls(self, calls: list[_ScoreCall]) -> list[RerankScores]:
         return await asyncio.to_thread(self._score_all, calls)
 
     def _score_all(self, calls: list[_ScoreCall]) -> list[RerankScores]:
+        """One engine call for every pair of the batch where the engine allows it."""
+        if isinstance(self.engine, PairScorer):
+            pairs = [(c.query, d) for c in calls for d in c.documents]
+            raw_all = self.engine.score_pairs(pairs)
+            relevance_all = self.engine.relevance(raw_all)
+            results, start = [], 0
+            for call in calls:
+                end = start + len(call.documents)
+                results.append(RerankScores(raw_all[start:end], relevance_all[start:end]))
+                start = end
+            return results
         results = []
         for call in calls:
             raw = self.engine.score(call.query, call.documents)
@@ -74,7 +104,7 @@ class Reranker:
         return results
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.engine.model_name}
+        return {"model": self.engine.model_name, "placement": replica_placement()}
 
     async def check_health(self) -> None:
         """Scores a probe pair with the engine, off the event loop, within a time limit."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +25,14 @@ class RerankerEngine(Protocol):
     def score(self, query: str, documents: Sequence[str]) -> NDArray[np.float32]: ...
 
     def relevance(self, raw_scores: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@runtime_checkable
+class PairScorer(Protocol):
+    """An engine that scores many (query, document) pairs in one call, so that a
+    replica can put several concurrent requests through one forward pass."""
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> NDArray[np.float32]: ...
 
 
 @dataclass(frozen=True, slots=True)

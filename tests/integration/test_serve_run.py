@@ -45,9 +45,9 @@ def test_serve_run_demo_config_answers(tmp_path: Path) -> None:
         while time.monotonic() < deadline:
             assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             try:
-                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
+                if requests.get(f"{base}/healthz", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still starting up
                 pass
             time.sleep(1)
         else:
