@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -34,6 +35,7 @@ from deployments.retriever.index_format import (
     start_version,
 )
 from serve.corpus import read_documents, split_documents
+from serve.ray_embedding import RayEmbedding, discard_vectors, embed_with_ray_data
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,11 @@ class BuildSettings(StrictConfig):
         100_000, ge=1, description="Most vectors used to train an index that needs it (IVF, PQ)."
     )
     make_current: bool = Field(True, description="Serve the new version once it is published.")
+    ray: RayEmbedding | None = Field(
+        None,
+        description="Embed with Ray Data over a Ray cluster instead of in this process "
+        "(Wikipedia-scale corpora).",
+    )
     progress: bool = Field(True, description="Show progress bars.")
 
 
@@ -82,10 +89,24 @@ def build_index(
             with _progress(settings, len(store), "statistics") as bar:
                 stats = LexicalStats.fit(_counting(bar, (p.document_text for p in store)))
             stats.save(building)
-            embedder = create_embedder(embedder_config, building)
-            index = _build_faiss(store, embedder, settings)
+            if settings.ray is None:
+                embedder = create_embedder(embedder_config, building)
+                identity = embedder.identity
+                vectors: VectorSource = partial(_embed_rows, store, embedder, settings.batch_size)
+            else:
+                identity, matrix = embed_with_ray_data(
+                    building,
+                    embedder_config,
+                    len(store),
+                    settings.batch_size,
+                    settings.ray,
+                    settings.progress,
+                )
+                vectors = partial(_read_rows, matrix, settings.batch_size)
+            index = _build_faiss(identity.dimension, len(store), vectors, settings)
         finally:
             store.close()
+            discard_vectors(building)
         faiss.write_index(index, str(building / FAISS_FILE))
         version = new_version_name()
         manifest = finish_manifest(
@@ -94,7 +115,7 @@ def build_index(
                 format_version=FORMAT_VERSION,
                 version=version,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                embedder=embedder.identity,
+                embedder=identity,
                 faiss_factory=settings.faiss_factory,
                 num_passages=int(index.ntotal),
                 num_documents=num_documents,
@@ -128,35 +149,40 @@ def _write_passages(sources: Sequence[Path], building: Path, settings: BuildSett
     return len(seen_documents)
 
 
+VectorSource = Callable[[NDArray[np.int64]], Iterator[NDArray[np.float32]]]
+"""The vectors of the given passage rows, in order, a batch at a time."""
+
+
 def _build_faiss(
-    store: PassageStore, embedder: EmbedderEngine, settings: BuildSettings
+    dimension: int, total: int, vectors: VectorSource, settings: BuildSettings
 ) -> faiss.Index:
-    dimension = embedder.identity.dimension
     index = faiss.index_factory(dimension, settings.faiss_factory, faiss.METRIC_INNER_PRODUCT)
-    total = len(store)
     if not index.is_trained:
         rows = np.sort(np.random.default_rng(0).permutation(total)[: settings.train_size])
         logger.info("training %s on %d vectors", settings.faiss_factory, len(rows))
-        index.train(np.concatenate(list(_embed_rows(store, embedder, rows, settings.batch_size))))
-    with _progress(settings, total, "embedding") as bar:
-        for vectors in _embed_rows(store, embedder, np.arange(total), settings.batch_size):
-            index.add(vectors)
-            bar.update(len(vectors))
+        index.train(np.concatenate(list(vectors(rows))))
+    with _progress(settings, total, "indexing") as bar:
+        for batch in vectors(np.arange(total)):
+            if batch.shape[1:] != (dimension,):
+                raise ValueError(f"embedder returned {batch.shape}, expected (n, {dimension})")
+            index.add(batch)
+            bar.update(len(batch))
     return index
 
 
 def _embed_rows(
-    store: PassageStore, embedder: EmbedderEngine, rows: NDArray[np.int64], batch_size: int
+    store: PassageStore, embedder: EmbedderEngine, batch_size: int, rows: NDArray[np.int64]
 ) -> Iterator[NDArray[np.float32]]:
-    dimension = embedder.identity.dimension
     for start in range(0, len(rows), batch_size):
         texts = [store[int(r)].document_text for r in rows[start : start + batch_size]]
-        vectors = embedder.embed_passages(texts)
-        if vectors.shape != (len(texts), dimension):
-            raise ValueError(
-                f"embedder returned {vectors.shape}, expected ({len(texts)}, {dimension})"
-            )
-        yield vectors
+        yield embedder.embed_passages(texts)
+
+
+def _read_rows(
+    matrix: NDArray[np.float32], batch_size: int, rows: NDArray[np.int64]
+) -> Iterator[NDArray[np.float32]]:
+    for start in range(0, len(rows), batch_size):
+        yield np.ascontiguousarray(matrix[rows[start : start + batch_size]])
 
 
 def _counting(bar: tqdm, texts: Iterator[str]) -> Iterator[str]:

@@ -31,9 +31,20 @@ def register(commands: Any) -> None:
     build.add_argument("--overlap-chars", type=int, default=100, help="overlap between chunks")
     build.add_argument("--batch-size", type=int, default=256, help="passages per embedder call")
     build.add_argument(
+        "--train-size", type=int, default=100_000, help="vectors that train an IVF/PQ index"
+    )
+    build.add_argument(
         "--no-activate", action="store_true", help="publish without making it the served version"
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
+    ray = build.add_argument_group("embedding over a Ray cluster (Ray Data)")
+    ray.add_argument("--ray", action="store_true", help="embed with an actor pool on a Ray cluster")
+    ray.add_argument("--ray-address", help="cluster address (default: RAY_ADDRESS or local)")
+    ray.add_argument("--actors", type=int, default=2, help="embedder actors in the pool")
+    ray.add_argument("--actor-cpus", type=float, default=1.0, help="CPUs per actor")
+    ray.add_argument(
+        "--actor-gpus", type=float, default=0.0, help="GPU share per actor (0.25: four per GPU)"
+    )
     build.set_defaults(run=_build)
 
     info = index_commands.add_parser("info", help="show an index's versions and manifest")
@@ -54,8 +65,17 @@ def _build(args: argparse.Namespace) -> int:
             "faiss_factory": args.faiss_factory,
             "chunking": {"max_chars": args.max_chars, "overlap_chars": args.overlap_chars},
             "batch_size": args.batch_size,
+            "train_size": args.train_size,
             "make_current": not args.no_activate,
             "progress": not args.quiet,
+            "ray": {
+                "address": args.ray_address,
+                "actors": args.actors,
+                "num_cpus": args.actor_cpus,
+                "num_gpus": args.actor_gpus,
+            }
+            if args.ray
+            else None,
         }
     )
     manifest = build_index(args.sources, args.out, config.embedder, settings)
