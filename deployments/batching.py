@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from pydantic import Field
@@ -22,7 +25,13 @@ class BatchingSettings(StrictConfig):
 
     max_batch_size: int = Field(32, ge=1, le=4096, description="Most calls in one engine call.")
     batch_wait_timeout_s: float = Field(
-        0.002, ge=0, le=10, description="Longest wait for a batch to fill before running it."
+        0.0,
+        ge=0,
+        le=10,
+        description="Longest wait for a batch to fill before running it. 0 (the default): a "
+        "batch is whatever arrived while the previous one ran, so a lone request never "
+        "waits; a few ms fills bigger batches where one engine call is costly (a model on a "
+        "GPU).",
     )
     batching: bool = Field(
         True,
@@ -47,3 +56,32 @@ def with_batching(config: BatchedConfig, user_config: dict[str, Any]) -> Batched
             f"got {sorted(unknown)}"
         )
     return type(config).model_validate({**config.model_dump(), **user_config})
+
+
+class BatchGate:
+    """Lets requests into a ``@serve.batch`` queue only while no batch of it runs.
+
+    Ray Serve's batch queue cuts a batch ``batch_wait_timeout_s`` after its first
+    request, even while the previous batch still runs (the new one then waits for
+    it), so under load batches stay as small as what arrives within that wait. Held
+    here while a batch runs, the requests that arrive meanwhile enter the queue
+    together when it ends and form the next batch whole; a request that finds the
+    engine idle goes straight through.
+    """
+
+    def __init__(self) -> None:
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def wait(self) -> None:
+        """Returns once no batch is running."""
+        await self._idle.wait()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Wraps the engine call of a batch."""
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._idle.set()

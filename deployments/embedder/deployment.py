@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 from ray import serve
 
-from deployments.batching import with_batching
+from deployments.batching import BatchGate, with_batching
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
@@ -45,6 +45,7 @@ class Embedder:
         self.config = config
         self.engine: EmbedderEngine = (engine_cls or create_embedder)(config, Path(index_dir))
         self._one_call_at_a_time = asyncio.Lock()
+        self._gate = BatchGate()
         manifest = read_manifest(Path(index_dir), verify=False)
         check_embedder(manifest, self.engine.identity, Path(index_dir))
         self._apply_batching()
@@ -80,6 +81,7 @@ class Embedder:
         """Through the batch queue, or with batching off as one engine call of its own
         (still one engine call at a time, as the batch queue runs them)."""
         if self.config.batching:
+            await self._gate.wait()
             vectors: NDArray[np.float32] = await self._embed_calls(call)
             return vectors
         async with self._one_call_at_a_time:
@@ -87,7 +89,8 @@ class Embedder:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002, batch_size_fn=_texts_in)
     async def _embed_calls(self, calls: list[_EmbedCall]) -> list[NDArray[np.float32]]:
-        return await asyncio.to_thread(self._embed_grouped, calls)
+        with self._gate.running():
+            return await asyncio.to_thread(self._embed_grouped, calls)
 
     def _embed_grouped(self, calls: list[_EmbedCall]) -> list[NDArray[np.float32]]:
         """One engine call per kind; results split back per call."""

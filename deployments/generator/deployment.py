@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from deployments.coalesce import coalesced
 from deployments.generator.config import GeneratorConfig
 from deployments.generator.factory import create_generator
 from deployments.generator.protocol import (
@@ -58,6 +59,14 @@ class Generator:
             raise
         finally:
             self._in_flight -= 1
+
+    async def generate_chunks(
+        self, request: GenerationRequest
+    ) -> AsyncIterator[list[GeneratedText]]:
+        """``generate``, with the pieces that are ready together sent as one list (one
+        message to the caller per list, not per piece); the ingress calls this."""
+        async for chunk in coalesced(self.generate(request)):
+            yield chunk
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from deployments.passage import Passage
 
@@ -16,6 +16,11 @@ FinishReason = Literal["stop", "length"]
 class ChatTurn:
     role: Role
     content: str
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as constructor arguments (faster than a slotted dataclass's default):
+        # requests and pieces cross between deployments on every call.
+        return (ChatTurn, (self.role, self.content))
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,20 @@ class GenerationRequest:
     top_p: float | None = None
     stop: Sequence[str] = field(default_factory=tuple)
     seed: int | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            GenerationRequest,
+            (
+                self.messages,
+                self.passages,
+                self.max_tokens,
+                self.temperature,
+                self.top_p,
+                self.stop,
+                self.seed,
+            ),
+        )
 
     @property
     def question(self) -> str:
@@ -48,6 +67,12 @@ class GeneratedText:
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     """Size of the prompt, reported with the last piece by engines that know it."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            GeneratedText,
+            (self.text, self.tokens, self.finish_reason, self.prompt_tokens),
+        )
 
 
 class GeneratorEngine(Protocol):

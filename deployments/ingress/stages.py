@@ -209,10 +209,11 @@ class GraphStages:
             stream = None
             started = False
             try:
-                stream = self._stream.generate.remote(request)
-                async for piece in stream:
+                stream = self._stream.generate_chunks.remote(request)
+                async for chunk in stream:
                     started = True
-                    yield piece
+                    for piece in chunk:
+                        yield piece
                 return
             except BackPressureError as error:
                 raise StageOverloaded("generator", error.status_code, error.retry_after_s) from None

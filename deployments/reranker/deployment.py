@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments.batching import with_batching
+from deployments.batching import BatchGate, with_batching
 from deployments.health import probe
 from deployments.passage import Hit
 from deployments.placement import replica_placement
@@ -40,6 +40,7 @@ class Reranker:
         self.config = config
         self.engine: RerankerEngine = (engine_cls or create_reranker)(config, Path(index_dir))
         self._one_call_at_a_time = asyncio.Lock()
+        self._gate = BatchGate()
         self._apply_batching()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -76,6 +77,7 @@ class Reranker:
         """Through the batch queue, or with batching off as one engine call of its own
         (still one engine call at a time, as the batch queue runs them)."""
         if self.config.batching:
+            await self._gate.wait()
             scores: RerankScores = await self._score_calls(call)
             return scores
         async with self._one_call_at_a_time:
@@ -83,7 +85,8 @@ class Reranker:
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, batch_size_fn=_documents_in)
     async def _score_calls(self, calls: list[_ScoreCall]) -> list[RerankScores]:
-        return await asyncio.to_thread(self._score_all, calls)
+        with self._gate.running():
+            return await asyncio.to_thread(self._score_all, calls)
 
     def _score_all(self, calls: list[_ScoreCall]) -> list[RerankScores]:
         """One engine call for every pair of the batch where the engine allows it."""

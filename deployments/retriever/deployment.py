@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from ray import serve
 
+from deployments.batching import BatchGate, with_batching
 from deployments.health import probe
 from deployments.passage import Hit
 from deployments.retriever.config import IndexConfig, RetrieverConfig
@@ -25,14 +26,26 @@ class Retriever:
         index: IndexConfig,
         index_dir: str,
     ) -> None:
+        self.config = config
         self.engine = FaissRetriever(
             Path(index_dir), config, verify_checksums=index.verify_checksums
         )
-        self._search_batch.set_max_batch_size(config.max_batch_size if config.batching else 1)
-        self._search_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._gate = BatchGate()
+        self._apply_batching()
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Batching settings from the deployment's ``user_config``, applied live."""
+        self.config = with_batching(self.config, user_config)
+        self._apply_batching()
+
+    def _apply_batching(self) -> None:
+        batch = self.config.max_batch_size if self.config.batching else 1
+        self._search_batch.set_max_batch_size(batch)
+        self._search_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
 
     async def search(self, vector: NDArray[np.float32], top_k: int | None = None) -> list[Hit]:
         """The passages nearest one query vector; concurrent searches share a FAISS call."""
+        await self._gate.wait()
         hits: list[Hit] = await self._search_batch(vector, top_k or self.engine.config.top_k)
         return hits
 
@@ -41,7 +54,8 @@ class Retriever:
         self, vectors: list[NDArray[np.float32]], top_ks: list[int]
     ) -> list[list[Hit]]:
         k = max(top_ks)
-        results = await asyncio.to_thread(self.engine.search, np.stack(vectors), k)
+        with self._gate.running():
+            results = await asyncio.to_thread(self.engine.search, np.stack(vectors), k)
         return [hits[:top_k] for hits, top_k in zip(results, top_ks, strict=True)]
 
     def describe(self) -> dict[str, Any]:

@@ -161,12 +161,12 @@ async def collect(pieces: AsyncIterator[GeneratedText]) -> list[GeneratedText]:
 
 def test_a_stream_is_resent_only_before_its_first_piece() -> None:
     text = GeneratedText("答え", finish_reason="stop")
-    generate = FakeMethod([stream(ActorDiedError()), stream(STARTED, text)])
-    client = stages(generator=FakeHandle(generate=generate))
+    generate = FakeMethod([stream(ActorDiedError()), stream([STARTED], [text])])
+    client = stages(generator=FakeHandle(generate_chunks=generate))
     assert asyncio.run(collect(client.generate(REQUEST))) == [STARTED, text]
 
-    generate = FakeMethod([stream(STARTED, ActorDiedError()), stream(STARTED, text)])
-    client = stages(generator=FakeHandle(generate=generate))
+    generate = FakeMethod([stream([STARTED], ActorDiedError()), stream([STARTED, text])])
+    client = stages(generator=FakeHandle(generate_chunks=generate))
     with pytest.raises(StageUnavailable, match="generator"):
         asyncio.run(collect(client.generate(REQUEST)))
     assert len(generate.sent) == 1
@@ -176,15 +176,15 @@ def test_a_full_generator_is_shed_even_though_cancel_re_raises() -> None:
     generate = FakeMethod(
         [lambda: FakeResponse(BackPressureError(2, 2), [BackPressureError(2, 2)])]
     )
-    client = stages(generator=FakeHandle(generate=generate))
+    client = stages(generator=FakeHandle(generate_chunks=generate))
     with pytest.raises(StageOverloaded):
         asyncio.run(collect(client.generate(REQUEST)))
     assert generate.sent[0].cancelled
 
 
 def test_a_stream_left_early_is_cancelled() -> None:
-    generate = FakeMethod([stream(STARTED, GeneratedText("a"), "hang")])
-    client = stages(generator=FakeHandle(generate=generate))
+    generate = FakeMethod([stream([STARTED], [GeneratedText("a")], "hang")])
+    client = stages(generator=FakeHandle(generate_chunks=generate))
 
     async def scenario() -> None:
         pieces = client.generate(REQUEST)
