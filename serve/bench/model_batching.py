@@ -9,10 +9,8 @@ initialised model of a chosen shape built locally. A bounded client keeps exactl
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +28,7 @@ from deployments.reranker.cross_encoder import CrossEncoderReranker
 from deployments.reranker.deployment import Reranker
 from deployments.retriever.index_format import resolve_version_dir
 from serve import random_models
+from serve.bench.machine import format_load, machine_summary
 from serve.indexing import BuildSettings, build_index
 from serve.random_models import ENCODER_SHAPES
 
@@ -96,27 +95,34 @@ class Measurement:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else 0.0
 
 
-def machine_summary() -> list[str]:
-    """Machine and library versions, for the report."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    versions = []
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions.append(f"{package} {importlib.metadata.version(package)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{package} (not installed)")
-    return [
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({cpu}), {memory:.1f} GiB RAM",
-        f"versions: python {platform.python_version()}, {', '.join(versions)}",
-    ]
+@dataclass(frozen=True)
+class TinyModelStages:
+    """Random-weight models built locally, with the stage configs that load them."""
+
+    embedder: SentenceTransformersEmbedderConfig
+    reranker: CrossEncoderRerankerConfig
+    index: Path
+    """A small index built with the embedder (the Embedder deployment checks it)."""
+    texts: list[str]
+    baselines: list[EngineBaseline]
+
+
+def prepare(settings: BatchingBenchmark, work: Path) -> TinyModelStages:
+    """Build the models under ``work`` and time their engines alone."""
+    shape = ENCODER_SHAPES[settings.shape]
+    sentences = random_models.corpus_sentences()
+    tokenizer = random_models.wordpiece_tokenizer(sentences)
+    embedder_dir = random_models.build_embedder(work / "embedder", tokenizer, shape)
+    reranker_dir = random_models.build_cross_encoder(work / "reranker", tokenizer, shape)
+    texts = _texts_of_length(tokenizer, sentences, settings.text_tokens)
+    embedder_config = _embedder_config(settings, embedder_dir)
+    return TinyModelStages(
+        embedder_config,
+        _reranker_config(settings, reranker_dir),
+        _small_index(work, embedder_config),
+        texts,
+        _engine_baselines(settings, embedder_config, reranker_dir, texts),
+    )
 
 
 def run(settings: BatchingBenchmark, out: TextIO) -> list[Measurement]:
@@ -124,37 +130,31 @@ def run(settings: BatchingBenchmark, out: TextIO) -> list[Measurement]:
     import ray
     from ray import serve
 
-    shape = ENCODER_SHAPES[settings.shape]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="jarag-bench-") as scratch:
-        work = Path(scratch)
-        sentences = random_models.corpus_sentences()
-        tokenizer = random_models.wordpiece_tokenizer(sentences)
-        embedder_dir = random_models.build_embedder(work / "embedder", tokenizer, shape)
-        reranker_dir = random_models.build_cross_encoder(work / "reranker", tokenizer, shape)
-        texts = _texts_of_length(tokenizer, sentences, settings.text_tokens)
-        embedder_config = _embedder_config(settings, embedder_dir)
-        index = _small_index(work, embedder_config)
-        baselines = _engine_baselines(settings, embedder_config, reranker_dir, texts)
-
+        stages = prepare(settings, Path(scratch))
         started_ray = not ray.is_initialized()
         if started_ray:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            # A Ray instance of its own, never one that another user started.
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="WARNING",
+            )
         started_serve = not _serve_running()
         if started_serve:
             serve.start(proxy_location="Disabled")
         try:
             results: list[Measurement] = []
             for stage in STAGES:
-                results += _measure_deployment(
-                    settings, stage, embedder_config, reranker_dir, index, texts
-                )
+                results += _measure_deployment(settings, stage, stages)
         finally:
             if started_serve:
                 serve.shutdown()
             if started_ray:
                 ray.shutdown()
-    print_report(settings, results, baselines, (load_before, os.getloadavg()), out)
+    print_report(settings, results, stages.baselines, (load_before, os.getloadavg()), out)
     return results
 
 
@@ -167,9 +167,9 @@ def print_report(
 ) -> None:
     shape = ENCODER_SHAPES[settings.shape]
     print("ja-rag-serve dynamic batching benchmark", file=out)
-    for line in machine_summary():
+    for line in machine_summary(VERSIONED_PACKAGES):
         print(line, file=out)
-    before, after = (" ".join(f"{x:.1f}" for x in values) for values in load)
+    before, after = (format_load(values) for values in load)
     print(
         f"load average (1, 5, 15 min): {before} before, {after} after (other work on the "
         "machine skews the figures)",
@@ -214,12 +214,7 @@ def print_report(
 
 
 def _measure_deployment(
-    settings: BatchingBenchmark,
-    stage: str,
-    embedder_config: SentenceTransformersEmbedderConfig,
-    reranker_dir: Path,
-    index: Path,
-    texts: list[str],
+    settings: BatchingBenchmark, stage: str, stages: TinyModelStages
 ) -> list[Measurement]:
     """One replica of ``stage``; batching switched off between the two series through
     the deployment's ``reconfigure`` (what a ``user_config`` change does)."""
@@ -234,15 +229,17 @@ def _measure_deployment(
         },
         "max_ongoing_requests": max(largest, settings.max_batch_size) * 2,
     }
+    index = str(stages.index)
     if stage == "Embedder":
-        app = serve.deployment(Embedder, name=stage, **options).bind(embedder_config, str(index))
+        app = serve.deployment(Embedder, name=stage, **options).bind(stages.embedder, index)
     else:
-        rerank_config = _reranker_config(settings, reranker_dir)
-        app = serve.deployment(Reranker, name=stage, **options).bind(rerank_config, str(index))
+        app = serve.deployment(Reranker, name=stage, **options).bind(stages.reranker, index)
     name = f"bench-{stage.lower()}"
     handle = serve.run(app, name=name, route_prefix=None)
     try:
-        call = _request_maker(handle, stage, texts, _questions(), settings.documents_per_rerank)
+        call = _request_maker(
+            handle, stage, stages.texts, _questions(), settings.documents_per_rerank
+        )
         items = 1 if stage == "Embedder" else settings.documents_per_rerank
         results = []
         for batching in (True, False):

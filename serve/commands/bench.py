@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
-from serve.benchmark import BatchingBenchmark, run
+from serve.bench.model_batching import BatchingBenchmark, run
+from serve.bench.scale import ScaleSettings
+from serve.bench.suite import QUICK as QUICK_SUITE
+from serve.bench.suite import SECTIONS, SuiteSettings, run_suite
+from serve.config_file import find_application, load_serve_config
 from serve.random_models import ENCODER_SHAPES
 
 QUICK = BatchingBenchmark(shape="tiny", text_tokens=64, seconds=0.3, documents_per_rerank=2)
@@ -17,6 +22,7 @@ QUICK = BatchingBenchmark(shape="tiny", text_tokens=64, seconds=0.3, documents_p
 def register(commands: Any) -> None:
     bench = commands.add_parser("bench", help="measure serving speed")
     bench_commands = bench.add_subparsers(required=True, metavar="WHAT")
+    _register_suite(bench_commands)
     batching = bench_commands.add_parser(
         "batching",
         help="Embedder and Reranker throughput at 1, 8 and 32 concurrent requests, with "
@@ -76,4 +82,95 @@ def _batching(args: argparse.Namespace) -> int:
             num_cpus=args.cpus,
         )
     run(settings, sys.stdout)
+    return 0
+
+
+def _register_suite(bench_commands: Any) -> None:
+    suite = bench_commands.add_parser(
+        "run",
+        help="the whole suite in one run (make bench): graph overhead, streaming, batching, "
+        "retrieval and index scale, written as JSON, Markdown and PNG plots",
+    )
+    defaults = SuiteSettings()
+    suite.add_argument(
+        "--out", type=Path, default=defaults.out_dir, help="directory for the results"
+    )
+    suite.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="what to measure (default: everything)",
+    )
+    suite.add_argument("--runs", type=int, default=defaults.runs, help="runs per point")
+    suite.add_argument(
+        "--seconds", type=float, default=defaults.seconds, help="measured seconds per run"
+    )
+    suite.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=list(defaults.concurrency),
+        help="concurrent clients of the graph-overhead section",
+    )
+    suite.add_argument(
+        "--scale-sizes",
+        type=int,
+        nargs="+",
+        default=list(defaults.scale.sizes),
+        help="documents of the synthetic corpora of the scale section",
+    )
+    suite.add_argument(
+        "--data",
+        type=Path,
+        default=defaults.data_dir,
+        help="directory with jsquad/ and jaquad/ (the benchmark of record)",
+    )
+    suite.add_argument(
+        "--config",
+        type=Path,
+        help="Serve config whose stage settings and deployments: options to use "
+        "(default: the built-in stages)",
+    )
+    suite.add_argument("--app", help="application name in --config, if it has several")
+    suite.add_argument(
+        "--no-models",
+        action="store_true",
+        help="skip the batching figures of random-weight sentence-transformers models",
+    )
+    suite.add_argument(
+        "--quick", action="store_true", help="every section in seconds (a smoke test)"
+    )
+    suite.set_defaults(run=_suite)
+
+
+def _suite(args: argparse.Namespace) -> int:
+    app: dict[str, Any] = {}
+    deployments: dict[str, dict[str, Any]] = {}
+    if args.config is not None:
+        entry = find_application(load_serve_config(args.config), args.config, args.app)
+        app = {k: v for k, v in (entry.get("args") or {}).items() if k != "index"}
+        deployments = {
+            d["name"]: {k: v for k, v in d.items() if k != "name"}
+            for d in entry.get("deployments") or []
+        }
+    base = QUICK_SUITE if args.quick else SuiteSettings()
+    settings = dataclasses.replace(
+        base,
+        out_dir=args.out,
+        sections=tuple(args.sections),
+        data_dir=args.data,
+        app=app,
+        deployments=deployments,
+        models=base.models and not args.no_models,
+    )
+    if not args.quick:
+        settings = dataclasses.replace(
+            settings,
+            runs=args.runs,
+            seconds=args.seconds,
+            concurrency=tuple(args.concurrency),
+            scale=ScaleSettings(sizes=tuple(args.scale_sizes)),
+        )
+    run_suite(settings, sys.stdout)
     return 0

@@ -1,0 +1,120 @@
+"""A private local Ray instance for the benchmarks, with Serve on a free loopback port.
+
+Ray Serve reads its performance settings from environment variables when its
+processes start, so they are set before Ray starts and every process of this
+instance (controller, proxy, replicas) has them. The instance is started with
+``address="local"``: a Ray cluster another user runs on the same machine is never
+joined, and it is shut down (its processes only) when the benchmark ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from serve.bench.processes import our_processes
+
+SERVE_SETTINGS: dict[str, str] = {
+    # Ray Serve's throughput-optimised mode (Ray >= 2.50): the replica runs user code
+    # and its handles' router on its own event loop instead of one thread each,
+    # requests between deployments go over gRPC, access logs are buffered, and the
+    # ingress replica also serves HTTP itself ("direct ingress").
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # Direct ingress holds a stopping ingress replica open 30 s so that a load
+    # balancer can deregister it; no balancer stands in front of a benchmark.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+}
+"""What ``make bench`` runs the graph with; README "Performance (measured)" explains it."""
+
+DIRECT_INGRESS_PORTS = range(30000, 31001)
+"""Ray Serve's default port range for a direct-ingress replica's own HTTP server."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ServeInstance:
+    http_port: int
+    settings: dict[str, str]
+    """The RAY_SERVE_* environment the instance's processes started with."""
+
+
+@contextlib.contextmanager
+def serve_instance(settings: Mapping[str, str] | None = None) -> Iterator[ServeInstance]:
+    """A new local Ray instance with Serve's proxy on a free loopback port."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        raise RuntimeError("the benchmark starts its own Ray instance; call it without one")
+    applied = dict(SERVE_SETTINGS if settings is None else settings)
+    saved = {name: os.environ.get(name) for name in applied}
+    os.environ.update(applied)
+    try:
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="WARNING",
+            configure_logging=False,
+        )
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        try:
+            yield ServeInstance(port, _serve_environment())
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _serve_environment() -> dict[str, str]:
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
+
+
+def deploy(app: Any, name: str, route_prefix: str | None = "/") -> Any:
+    """``serve.run`` without Serve's own log lines; returns the ingress handle."""
+    from ray import serve
+
+    return serve.run(app, name=name, route_prefix=route_prefix)
+
+
+def direct_ingress_url(deployment: str = "Ingress", timeout_s: float = 30) -> str | None:
+    """The URL of the ingress replica's own HTTP server when direct ingress is on.
+
+    Ray 2.60 has no public API that names the port it gave the replica; the replica
+    is a process of this instance, so its listening socket in Serve's port range
+    says it.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for process in our_processes().get(deployment, []):
+            try:
+                sockets = process.net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            for s in sockets:
+                if s.status == psutil.CONN_LISTEN and s.laddr.port in DIRECT_INGRESS_PORTS:
+                    return f"http://127.0.0.1:{s.laddr.port}"
+        if os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1" and (
+            os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") != "1"
+        ):
+            return None
+        time.sleep(0.2)
+    return None

@@ -1,0 +1,564 @@
+"""The suite's results as JSON-ready dicts, a Markdown report and PNG plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from serve.bench.corpora import BenchIndex
+from serve.bench.load import Point
+
+LATENCY = ("requests_per_s", "p50_ms", "p99_ms")
+STREAMING = ("requests_per_s", "ttft_p50_ms", "ttft_p99_ms", "p50_ms")
+REPLICAS = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")
+
+
+def _median(summary: Mapping[str, Any], metric: str) -> float:
+    return float(summary[metric]["median"])
+
+
+def _by(points: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:
+    return {(p["setup"], int(p["concurrency"])): p for p in points}
+
+
+def overhead_section(points: Sequence[Point], baseline: str) -> dict[str, Any]:
+    summaries = [p.summary(LATENCY) for p in points]
+    table = _by(summaries)
+    comparison = []
+    for (setup, level), summary in table.items():
+        base = table.get((baseline, level))
+        if setup == baseline or base is None:
+            continue
+        comparison.append(
+            {
+                "setup": setup,
+                "concurrency": level,
+                "throughput_ratio": _ratio(summary, base, "requests_per_s"),
+                "added_p50_ms": _difference(summary, base, "p50_ms"),
+                "added_p99_ms": _difference(summary, base, "p99_ms"),
+            }
+        )
+    return {
+        "baseline": baseline,
+        "setups": list(dict.fromkeys(p.setup for p in points)),
+        "points": summaries,
+        "comparison": comparison,
+    }
+
+
+def streaming_section(
+    points: Sequence[Point], engines: str, generator_engine: str
+) -> dict[str, Any]:
+    """Each HTTP setup against the engines called directly; the Generator deployment
+    against the generator engine alone."""
+    summaries = [p.summary(STREAMING) for p in points]
+    table = _by(summaries)
+    comparison = []
+    for (setup, level), summary in table.items():
+        if setup in (engines, generator_engine):
+            continue
+        baseline = generator_engine if setup.startswith("Generator") else engines
+        base = table.get((baseline, level))
+        if base is None:
+            continue
+        comparison.append(
+            {
+                "setup": setup,
+                "baseline": baseline,
+                "concurrency": level,
+                "added_ttft_p50_ms": _difference(summary, base, "ttft_p50_ms"),
+                "added_ttft_p99_ms": _difference(summary, base, "ttft_p99_ms"),
+            }
+        )
+    return {"points": summaries, "comparison": comparison}
+
+
+def batching_rows(stage: str, points: Sequence[Point], config: Any) -> dict[str, Any]:
+    on = next(p for p in points if p.setup.endswith("on"))
+    off = next(p for p in points if p.setup.endswith("off"))
+    metrics = ("requests_per_s", "items_per_s", "p50_ms", "p99_ms")
+    on_s, off_s = on.summary(metrics), off.summary(metrics)
+    return {
+        "stage": stage,
+        "engine": getattr(config, "backend", type(config).__name__),
+        "concurrency": on.concurrency,
+        "items_per_request": on.items_per_request,
+        "max_batch_size": config.max_batch_size,
+        "batch_wait_timeout_s": config.batch_wait_timeout_s,
+        "batching_on": on_s,
+        "batching_off": off_s,
+        "speedup": _ratio(on_s, off_s, "requests_per_s"),
+    }
+
+
+def retrieval_rows(index: BenchIndex, points: Sequence[Point], batch: int) -> dict[str, Any]:
+    rows = []
+    for point in points:
+        summary = point.summary(("requests_per_s", "items_per_s", "p50_ms", "p99_ms"))
+        summary["queries_per_call"] = point.items_per_request
+        summary["queries_per_s"] = summary.pop("items_per_s")
+        rows.append(summary)
+    return {
+        "index": index.name,
+        "passages": index.passages,
+        "documents": index.documents,
+        "faiss_factory": index.factory,
+        "build_s": round(index.build_s, 2),
+        "points": rows,
+    }
+
+
+def scale_row(
+    index: BenchIndex, points: Sequence[Point], resident: Mapping[str, float], index_mib: float
+) -> dict[str, Any]:
+    return {
+        "passages": index.passages,
+        "documents": index.documents,
+        "build_s": round(index.build_s, 1),
+        "index_mib": round(index_mib, 1),
+        "points": [p.summary(LATENCY) for p in points],
+        "resident_mib": {r: round(resident[r], 1) for r in REPLICAS if r in resident},
+    }
+
+
+def _ratio(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
+    denominator = _median(b, metric)
+    return round(_median(a, metric) / denominator, 3) if denominator else math.nan
+
+
+def _difference(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
+    return round(_median(a, metric) - _median(b, metric), 2)
+
+
+# --- targets ---------------------------------------------------------------------------
+
+
+def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Issue 6's targets (and issue 3's batching target), each with its figure."""
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, target: str, value: float, met: bool) -> None:
+        found.append({"name": name, "target": target, "value": value, "met": bool(met)})
+
+    for row in results.get("overhead", {}).get("comparison", []):
+        if row["concurrency"] == 1:
+            add(
+                f"{row['setup']}: added p50 latency at 1 client (ms)",
+                "<= 10",
+                row["added_p50_ms"],
+                row["added_p50_ms"] <= 10,
+            )
+        if row["concurrency"] == 16:
+            add(
+                f"{row['setup']}: requests/s at 16 clients, against the single process",
+                ">= 0.5",
+                row["throughput_ratio"],
+                row["throughput_ratio"] >= 0.5,
+            )
+    for row in results.get("streaming", {}).get("comparison", []):
+        if row["concurrency"] == 1:
+            add(
+                f"{row['setup']}: added time to first token at 1 client, against the "
+                f"{row['baseline']} (ms)",
+                "<= 5",
+                row["added_ttft_p50_ms"],
+                row["added_ttft_p50_ms"] <= 5,
+            )
+    models = (results.get("batching") or {}).get("models") or {}
+    for row in models.get("stages", []):
+        add(
+            f"{row['stage']} (random-weight model): batching speedup at "
+            f"{row['concurrency']} concurrent (issue 3)",
+            ">= 4",
+            row["speedup"],
+            row["speedup"] >= 4,
+        )
+    return found
+
+
+# --- Markdown --------------------------------------------------------------------------
+
+
+def _fig(summary: Mapping[str, Any], metric: str, digits: int = 1) -> str:
+    f = summary[metric]
+    if any(isinstance(v, float) and math.isnan(v) for v in f.values()):
+        return "-"
+    return f"{f['median']:.{digits}f} ({f['min']:.{digits}f}-{f['max']:.{digits}f})"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    env = results["environment"]
+    m = env["machine"]
+    load = env["load_average"]
+    lines = [
+        "# ja-rag-serve benchmark"
+        + (" (quick mode: figures not meaningful)" if results["quick"] else ""),
+        "",
+        f"- machine: {m['platform']}, {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB RAM",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v),
+        f"- load average (1, 5, 15 min): {_load(load.get('before'))} before, "
+        f"{_load(load.get('after'))} after",
+        "- Ray Serve settings: "
+        + (
+            ", ".join(f"{k}={v}" for k, v in env.get("ray_serve_settings", {}).items())
+            or "defaults"
+        ),
+        f"- every figure: median of {results['settings']['runs']} runs of "
+        f"{results['settings']['seconds']:g} s (min-max in brackets); started {results['started_at']}, "
+        f"took {results.get('duration_s', 0):.0f} s",
+        "",
+    ]
+    if "targets" in results and results["targets"]:
+        lines += ["## Targets", ""]
+        lines += _table(
+            ["what", "target", "measured", "met"],
+            [
+                [t["name"], t["target"], f"{t['value']:.2f}", "yes" if t["met"] else "**no**"]
+                for t in results["targets"]
+            ],
+        )
+        lines.append("")
+    if "overhead" in results:
+        lines += _overhead_markdown(results["overhead"])
+    if "streaming" in results:
+        lines += _streaming_markdown(results["streaming"])
+    if "batching" in results:
+        lines += _batching_markdown(results["batching"])
+    if "retrieval" in results:
+        lines += _retrieval_markdown(results["retrieval"])
+    if "scale" in results:
+        lines += _scale_markdown(results["scale"])
+    return "\n".join(lines) + "\n"
+
+
+def _load(values: Sequence[float] | None) -> str:
+    return " ".join(f"{v:.1f}" for v in values) if values else "-"
+
+
+def _cpu(summary: Mapping[str, Any], setup: str) -> str:
+    cpu = summary.get("cpu_ms_per_request", {})
+    if setup.startswith("single"):
+        groups = ["single-process"]
+    else:
+        groups = [g for g in ("proxy", *REPLICAS) if g in cpu]
+    total = sum(cpu[g]["median"] for g in groups if g in cpu)
+    return f"{total:.1f}" if groups else "-"
+
+
+def _overhead_markdown(section: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "## Graph overhead: full RAG request (non-streaming chat)",
+        "",
+        f"Closed-loop clients over loopback HTTP. Baseline: {section['baseline']} (the same "
+        "engines and FastAPI app in one uvicorn process). Server CPU: CPU time of the "
+        "serving processes per request (the single process; or the proxy and the five "
+        "replicas).",
+        "",
+    ]
+    comparison = {(c["setup"], c["concurrency"]): c for c in section["comparison"]}
+    rows = []
+    for p in section["points"]:
+        c = comparison.get((p["setup"], p["concurrency"]))
+        rows.append(
+            [
+                p["concurrency"],
+                p["setup"],
+                _fig(p, "requests_per_s"),
+                _fig(p, "p50_ms"),
+                _fig(p, "p99_ms"),
+                _cpu(p, p["setup"]),
+                f"{c['throughput_ratio']:.2f}x" if c else "1x",
+                f"{c['added_p50_ms']:+.1f}" if c else "-",
+            ]
+        )
+    rows.sort(key=lambda r: (r[0], section["setups"].index(r[1])))
+    lines += _table(
+        [
+            "clients",
+            "setup",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "server CPU ms/req",
+            "req/s vs baseline",
+            "added p50 ms",
+        ],
+        rows,
+    )
+    return [*lines, ""]
+
+
+def _streaming_markdown(section: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "## Streaming: time to first token",
+        "",
+        "HTTP setups: the whole RAG request with `stream: true`, first token = first SSE "
+        "event with text. Engines called directly: retrieve, rerank and generate in this "
+        "process (no HTTP). The generator rows time the generator alone, with passages "
+        "retrieved beforehand.",
+        "",
+    ]
+    comparison = {(c["setup"], c["concurrency"]): c for c in section["comparison"]}
+    rows = []
+    for p in section["points"]:
+        c = comparison.get((p["setup"], p["concurrency"]))
+        rows.append(
+            [
+                p["concurrency"],
+                p["setup"],
+                _fig(p, "ttft_p50_ms", 2),
+                _fig(p, "ttft_p99_ms", 2),
+                _fig(p, "requests_per_s"),
+                f"{c['added_ttft_p50_ms']:+.2f} vs {c['baseline']}" if c else "-",
+            ]
+        )
+    rows.sort(key=lambda r: r[0])
+    lines += _table(
+        ["clients", "setup", "TTFT p50 ms", "TTFT p99 ms", "req/s", "added TTFT p50 ms"], rows
+    )
+    return [*lines, ""]
+
+
+def _batching_rows_md(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            r["stage"],
+            r["engine"],
+            r["concurrency"],
+            r["items_per_request"],
+            f"{r['max_batch_size']} / {r['batch_wait_timeout_s'] * 1000:g} ms",
+            _fig(r["batching_on"], "requests_per_s"),
+            _fig(r["batching_off"], "requests_per_s"),
+            f"{r['speedup']:.2f}x",
+            _fig(r["batching_on"], "p50_ms"),
+            _fig(r["batching_off"], "p50_ms"),
+        ]
+        for r in rows
+    ]
+
+
+def _batching_markdown(section: Mapping[str, Any]) -> list[str]:
+    header = [
+        "stage",
+        "engine",
+        "concurrent",
+        "items/request",
+        "max batch / wait",
+        "req/s on",
+        "req/s off",
+        "speedup",
+        "p50 ms on",
+        "p50 ms off",
+    ]
+    lines = [
+        "## Dynamic batching",
+        "",
+        "One replica driven through a DeploymentHandle; batching switched live.",
+        "",
+    ]
+    lines += _table(header, _batching_rows_md(section["stages"]))
+    models = section.get("models")
+    if models and "stages" in models:
+        lines += ["", f"Random-weight sentence-transformers models ({models['model']}):", ""]
+        lines += _table(header, _batching_rows_md(models["stages"]))
+        lines.append("")
+        for b in models["engine_alone"]:
+            lines.append(
+                f"- engine alone, {b['stage']}: {b['ms_per_item_one_request']:.2f} ms per item "
+                f"{b['request_items']} at a time, {b['ms_per_item_full_batch']:.2f} ms per item "
+                f"{b['batch_items']} at a time ({b['gain']:.1f}x)"
+            )
+    elif models:
+        lines += ["", f"Random-weight models: {models.get('skipped')}"]
+    return [*lines, ""]
+
+
+def _retrieval_markdown(section: Mapping[str, Any]) -> list[str]:
+    lines = ["## Retrieval", ""]
+    rows = []
+    for index in section["indexes"]:
+        for p in index["points"]:
+            rows.append(
+                [
+                    f"{index['index']} ({index['passages']:,} passages, {index['faiss_factory']})",
+                    p["setup"],
+                    p["concurrency"],
+                    _fig(p, "queries_per_s", 0),
+                    _fig(p, "p50_ms", 2),
+                    _fig(p, "p99_ms", 2),
+                ]
+            )
+    lines += _table(
+        ["index", "how", "clients", "queries/s", "p50 ms per call", "p99 ms per call"], rows
+    )
+    if section.get("record_data"):
+        lines += ["", f"Benchmark of record: {section['record_data']}."]
+    return [*lines, ""]
+
+
+def _scale_markdown(section: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "## Scale: full RAG request as the index grows",
+        "",
+        f"Synthetic passages; {section['embedder']}; FAISS {section['faiss_factory']}; "
+        f"through the {section['url']}. Memory: resident set of each replica after the load.",
+        "",
+    ]
+    rows = []
+    for point in section["points"]:
+        memory = point["resident_mib"]
+        for p in point["points"]:
+            rows.append(
+                [
+                    f"{point['passages']:,}",
+                    f"{point['build_s']:.0f}",
+                    f"{point['index_mib']:.0f}",
+                    p["concurrency"],
+                    _fig(p, "requests_per_s"),
+                    _fig(p, "p50_ms"),
+                    _fig(p, "p99_ms"),
+                    f"{memory.get('Retriever', math.nan):.0f}",
+                    f"{sum(memory.values()):.0f}",
+                ]
+            )
+    lines += _table(
+        [
+            "passages",
+            "build s",
+            "index MiB",
+            "clients",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "Retriever RSS MiB",
+            "all replicas RSS MiB",
+        ],
+        rows,
+    )
+    return [*lines, ""]
+
+
+# --- plots -----------------------------------------------------------------------------
+
+
+def plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    title = f"{results['environment']['machine']['cpus']} CPUs, load {_load(results['environment']['load_average'].get('before'))}"
+    if "overhead" in results:
+        section = results["overhead"]
+        for metric_set, name, ylabel in (
+            (("p50_ms", "p99_ms"), "latency_vs_concurrency.png", "latency (ms)"),
+            (("requests_per_s",), "throughput_vs_concurrency.png", "requests per second"),
+        ):
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for setup in section["setups"]:
+                points = sorted(
+                    (p for p in section["points"] if p["setup"] == setup),
+                    key=lambda p: p["concurrency"],
+                )
+                xs = [p["concurrency"] for p in points]
+                for metric in metric_set:
+                    ys = [p[metric]["median"] for p in points]
+                    low = [p[metric]["median"] - p[metric]["min"] for p in points]
+                    high = [p[metric]["max"] - p[metric]["median"] for p in points]
+                    label = f"{setup} {metric.replace('_ms', '')}" if len(metric_set) > 1 else setup
+                    ax.errorbar(
+                        xs,
+                        ys,
+                        yerr=[low, high],
+                        marker="o",
+                        capsize=3,
+                        label=label,
+                        linestyle="--" if metric == "p99_ms" else "-",
+                    )
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({p["concurrency"] for p in section["points"]}))
+            ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            if len(metric_set) > 1:
+                ax.set_yscale("log")
+            ax.set_xlabel("concurrent clients")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"Full RAG request: graph vs single process ({title})", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            path = out_dir / name
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
+    if "streaming" in results:
+        points = results["streaming"]["points"]
+        levels = sorted({p["concurrency"] for p in points})
+        setups = list(dict.fromkeys(p["setup"] for p in points))
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        width = 0.8 / len(setups)
+        table = _by(points)
+        for i, setup in enumerate(setups):
+            ys = [
+                table[(setup, lv)]["ttft_p50_ms"]["median"] if (setup, lv) in table else 0
+                for lv in levels
+            ]
+            ax.bar([j + i * width for j in range(len(levels))], ys, width, label=setup)
+        ax.set_xticks([j + width * (len(setups) - 1) / 2 for j in range(len(levels))])
+        ax.set_xticklabels([f"{lv} clients" for lv in levels])
+        ax.set_ylabel("time to first token, p50 (ms)")
+        ax.set_yscale("log")
+        ax.set_title(f"Streaming: time to first token ({title})", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / "ttft.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    if "scale" in results and results["scale"]["points"]:
+        section = results["scale"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        xs = [p["passages"] for p in section["points"]]
+        levels = sorted({q["concurrency"] for p in section["points"] for q in p["points"]})
+        for level in levels:
+            ys = [
+                next(q for q in p["points"] if q["concurrency"] == level)["p50_ms"]["median"]
+                for p in section["points"]
+            ]
+            left.plot(xs, ys, marker="o", label=f"p50, {level} client(s)")
+        left.set_xscale("log")
+        left.set_xlabel("passages")
+        left.set_ylabel("latency (ms)")
+        left.legend(fontsize=7)
+        left.grid(True, which="both", alpha=0.3)
+        right.plot(
+            xs,
+            [p["resident_mib"].get("Retriever", 0) for p in section["points"]],
+            marker="o",
+            label="Retriever RSS",
+        )
+        right.plot(
+            xs, [p["index_mib"] for p in section["points"]], marker="s", label="index on disk"
+        )
+        right.set_xscale("log")
+        right.set_xlabel("passages")
+        right.set_ylabel("MiB")
+        right.legend(fontsize=7)
+        right.grid(True, which="both", alpha=0.3)
+        fig.suptitle(
+            f"Full request against index size ({section['faiss_factory']}; {title})", fontsize=9
+        )
+        fig.tight_layout()
+        path = out_dir / "scale.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

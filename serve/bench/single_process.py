@@ -1,0 +1,103 @@
+"""The single-process baseline: the same engines and the same FastAPI app as the graph,
+all in one uvicorn process (the seed's layout), started on a loopback port.
+
+Run as ``python -m serve.bench.single_process CONFIG_JSON INDEX_DIR PORT``; the suite
+starts it as a subprocess so that it has a process of its own, as the graph's
+deployments do, and stops it when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from deployments.embedder.factory import create_embedder
+from deployments.generator.factory import create_generator
+from deployments.ingress.app import create_app
+from deployments.ingress.stages import LocalStages
+from deployments.reranker.factory import create_reranker
+from deployments.retriever.faiss_search import FaissRetriever
+from serve.config import AppConfig
+
+
+def local_stages(config: AppConfig, version_dir: Path) -> LocalStages:
+    """The configured engines over one index version, in this process."""
+    return LocalStages(
+        create_embedder(config.embedder, version_dir),
+        FaissRetriever(
+            version_dir, config.retriever, verify_checksums=config.index.verify_checksums
+        ),
+        create_reranker(config.reranker, version_dir),
+        create_generator(config.generator),
+        top_n=config.reranker.top_n,
+    )
+
+
+@contextlib.contextmanager
+def serving(config: AppConfig, version_dir: Path, port: int) -> Iterator[int]:
+    """The baseline server running on ``127.0.0.1:port``; yields its process id."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serve.bench.single_process",
+            config.model_dump_json(),
+            str(version_dir),
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        _wait_healthy(process, f"http://127.0.0.1:{port}/healthz")
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"the single-process server exited:\n{error[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the single-process server did not answer {url} in {timeout_s:g} s")
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("config", help="AppConfig as JSON")
+    parser.add_argument("index", type=Path, help="index version directory")
+    parser.add_argument("port", type=int)
+    args = parser.parse_args()
+    config = AppConfig.model_validate_json(args.config)
+    app = create_app(local_stages(config, args.index), config.ingress)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
