@@ -58,8 +58,10 @@ unit: install-dev
 integration: install-dev
 	$(BIN)/pytest tests/integration
 
+# The benchmark suite (README "Performance (measured)"): about 15 minutes; writes
+# bench-results/results.json, results.md and PNG plots.
 bench: install-dev
-	$(BIN)/jarag bench batching
+	$(BIN)/jarag bench run --out bench-results
 
 test: lint browser-deps
 	$(BIN)/pytest

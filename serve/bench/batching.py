@@ -50,18 +50,14 @@ def requests(handle: Any, load: StageLoad) -> Request:
     return score
 
 
-def deploy_stage(
-    stage: str,
-    config: EmbedderConfig | RerankerConfig,
-    index_dir: str,
-    app_name: str,
-    options: dict[str, Any],
+def stage_app(
+    stage: str, config: EmbedderConfig | RerankerConfig, index_dir: str, options: dict[str, Any]
 ) -> Any:
+    """One Embedder or Reranker deployment on its own, as an application to run."""
     from ray import serve
 
     cls = Embedder if stage == "Embedder" else Reranker
-    app = serve.deployment(cls, name=stage, **options).bind(config, index_dir)
-    return serve.run(app, name=app_name, route_prefix=None)
+    return serve.deployment(cls, name=stage, **options).bind(config, index_dir)
 
 
 async def measure_batching(

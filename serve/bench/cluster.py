@@ -88,11 +88,36 @@ def _serve_environment() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
 
 
-def deploy(app: Any, name: str, route_prefix: str | None = "/") -> Any:
-    """``serve.run`` without Serve's own log lines; returns the ingress handle."""
+def run_all(
+    apps: Mapping[str, Any], ingress_app: str | None, timeout_s: float = 300
+) -> dict[str, Any]:
+    """Every application started at once (their replicas start in parallel); returns
+    each one's ingress handle. ``ingress_app`` gets the route ``/``, the others none.
+    A replica that cannot be placed or started fails here, with Serve's own message,
+    instead of leaving the benchmark waiting for ever."""
     from ray import serve
+    from ray.serve.schema import ApplicationStatus
 
-    return serve.run(app, name=name, route_prefix=route_prefix)
+    targets = [
+        serve.RunTarget(app, name=name, route_prefix="/" if name == ingress_app else None)
+        for name, app in apps.items()
+    ]
+    handles = serve.run_many(targets, wait_for_applications_running=False)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = serve.status().applications
+        pending = {n: statuses[n] for n in apps if statuses[n].status != ApplicationStatus.RUNNING}
+        failed = [n for n, a in pending.items() if a.status == ApplicationStatus.DEPLOY_FAILED]
+        if not pending:
+            return dict(zip(apps, handles, strict=True))
+        if failed or time.monotonic() > deadline:
+            detail = "; ".join(
+                f"{name}: {app.status} {app.message} "
+                + " ".join(f"[{d}: {s.status} {s.message}]" for d, s in app.deployments.items())
+                for name, app in pending.items()
+            )
+            raise RuntimeError(f"the benchmark's applications did not start: {detail}")
+        time.sleep(0.5)
 
 
 def direct_ingress_url(deployment: str = "Ingress", timeout_s: float = 30) -> str | None:

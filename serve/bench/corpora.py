@@ -77,16 +77,21 @@ def demo_index(root: Path, embedder: EmbedderConfig) -> BenchIndex:
 
 
 def record_index(
-    root: Path, embedder: EmbedderConfig, data_dir: Path, limit_questions: int | None = None
+    root: Path, embedder: EmbedderConfig, data_dir: Path, distractor_files: int | None = None
 ) -> BenchIndex | None:
-    """JSQuAD valid + JaQuAD train distractors (10,858 documents), as ``jarag eval``
-    builds it; its questions are the JSQuAD questions."""
+    """JSQuAD valid + the JaQuAD train files as distractors (10,858 documents in all),
+    as ``jarag eval`` builds it; its questions are the JSQuAD questions. Fewer
+    distractor files make a smaller index (the quick mode's)."""
     sources = record_sources(data_dir)
     if sources is None:
         return None
     questions_file, distractors = sources
-    questions = [q.question for q in read_questions(questions_file)][:limit_questions]
-    return build("benchmark of record", [questions_file, *distractors], root, embedder, questions)
+    name = "benchmark of record"
+    if distractor_files is not None:
+        distractors = distractors[:distractor_files]
+        name = f"JSQuAD valid + {len(distractors)} JaQuAD file(s)"
+    questions = [q.question for q in read_questions(questions_file)]
+    return build(name, [questions_file, *distractors], root, embedder, questions)
 
 
 def write_synthetic_corpus(path: Path, documents: int, seed: int = 0) -> Path:

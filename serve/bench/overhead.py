@@ -121,9 +121,7 @@ def engine_chain(stages: StageClient, questions: Sequence[str]) -> Request:
     return request
 
 
-def generation_only(
-    stages: StageClient, questions: Sequence[str], requests: Sequence[GenerationRequest]
-) -> Request:
+def generation_only(stages: StageClient, requests: Sequence[GenerationRequest]) -> Request:
     """The generator alone, with passages retrieved beforehand; the time to its first
     piece of text."""
 

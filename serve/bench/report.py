@@ -93,7 +93,7 @@ def batching_rows(stage: str, points: Sequence[Point], config: Any) -> dict[str,
     }
 
 
-def retrieval_rows(index: BenchIndex, points: Sequence[Point], batch: int) -> dict[str, Any]:
+def retrieval_rows(index: BenchIndex, points: Sequence[Point], config: Any) -> dict[str, Any]:
     rows = []
     for point in points:
         summary = point.summary(("requests_per_s", "items_per_s", "p50_ms", "p99_ms"))
@@ -106,6 +106,9 @@ def retrieval_rows(index: BenchIndex, points: Sequence[Point], batch: int) -> di
         "documents": index.documents,
         "faiss_factory": index.factory,
         "build_s": round(index.build_s, 2),
+        "top_k": config.top_k,
+        "max_batch_size": config.max_batch_size,
+        "batch_wait_timeout_s": config.batch_wait_timeout_s,
         "points": rows,
     }
 
@@ -202,7 +205,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         "# ja-rag-serve benchmark"
         + (" (quick mode: figures not meaningful)" if results["quick"] else ""),
         "",
-        f"- machine: {m['platform']}, {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB RAM",
+        f"- machine: {m['platform']}, {m['cpus']} CPUs ({m['cpu_model']}), "
+        f"{m['memory_gib']} GiB RAM",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v),
         f"- load average (1, 5, 15 min): {_load(load.get('before'))} before, "
         f"{_load(load.get('after'))} after",
@@ -212,11 +216,11 @@ def markdown(results: Mapping[str, Any]) -> str:
             or "defaults"
         ),
         f"- every figure: median of {results['settings']['runs']} runs of "
-        f"{results['settings']['seconds']:g} s (min-max in brackets); started {results['started_at']}, "
-        f"took {results.get('duration_s', 0):.0f} s",
+        f"{results['settings']['seconds']:g} s (min-max in brackets); started "
+        f"{results['started_at']}, took {results.get('duration_s', 0):.0f} s",
         "",
     ]
-    if "targets" in results and results["targets"]:
+    if results.get("targets"):
         lines += ["## Targets", ""]
         lines += _table(
             ["what", "target", "measured", "met"],
@@ -327,6 +331,14 @@ def _streaming_markdown(section: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _stage_cpu(summary: Mapping[str, Any], stage: str) -> str:
+    """CPU ms per request of the client (this process) and of the stage's replica."""
+    cpu = summary.get("cpu_ms_per_request", {})
+    client = cpu.get("client", {}).get("median", math.nan)
+    replica = cpu.get(stage, {}).get("median", math.nan)
+    return f"{client:.1f} + {replica:.1f}"
+
+
 def _batching_rows_md(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     return [
         [
@@ -340,6 +352,8 @@ def _batching_rows_md(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
             f"{r['speedup']:.2f}x",
             _fig(r["batching_on"], "p50_ms"),
             _fig(r["batching_off"], "p50_ms"),
+            _stage_cpu(r["batching_on"], r["stage"]),
+            _stage_cpu(r["batching_off"], r["stage"]),
         ]
         for r in rows
     ]
@@ -357,6 +371,8 @@ def _batching_markdown(section: Mapping[str, Any]) -> list[str]:
         "speedup",
         "p50 ms on",
         "p50 ms off",
+        "CPU ms/req on (client + replica)",
+        "CPU ms/req off",
     ]
     lines = [
         "## Dynamic batching",
@@ -450,115 +466,133 @@ def _scale_markdown(section: Mapping[str, Any]) -> list[str]:
 
 
 def plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """PNG plots of the sections present; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
+    env = results["environment"]
+    caption = f"{env['machine']['cpus']} CPUs, load {_load(env['load_average'].get('before'))}"
+    written: list[Path] = []
+    if "overhead" in results:
+        written.append(
+            _plot_concurrency(
+                results["overhead"],
+                ("p50_ms", "p99_ms"),
+                "latency (ms)",
+                out_dir / "latency_vs_concurrency.png",
+                caption,
+            )
+        )
+        written.append(
+            _plot_concurrency(
+                results["overhead"],
+                ("requests_per_s",),
+                "requests per second",
+                out_dir / "throughput_vs_concurrency.png",
+                caption,
+            )
+        )
+    if "streaming" in results:
+        written.append(_plot_ttft(results["streaming"], out_dir / "ttft.png", caption))
+    if results.get("scale", {}).get("points"):
+        written.append(_plot_scale(results["scale"], out_dir / "scale.png", caption))
+    return written
+
+
+def _plot_concurrency(
+    section: Mapping[str, Any], metrics: Sequence[str], ylabel: str, path: Path, caption: str
+) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for setup in section["setups"]:
+        points = sorted(
+            (p for p in section["points"] if p["setup"] == setup), key=lambda p: p["concurrency"]
+        )
+        xs = [p["concurrency"] for p in points]
+        for metric in metrics:
+            ys = [p[metric]["median"] for p in points]
+            spread = [
+                [p[metric]["median"] - p[metric]["min"] for p in points],
+                [p[metric]["max"] - p[metric]["median"] for p in points],
+            ]
+            label = setup if len(metrics) == 1 else f"{setup}, {metric.removesuffix('_ms')}"
+            style = "--" if metric == "p99_ms" else "-"
+            ax.errorbar(xs, ys, yerr=spread, marker="o", capsize=3, label=label, linestyle=style)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({p["concurrency"] for p in section["points"]}))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    if len(metrics) > 1:
+        ax.set_yscale("log")
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Full RAG request: graph and single process ({caption})", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _plot_ttft(section: Mapping[str, Any], path: Path, caption: str) -> Path:
     import matplotlib.pyplot as plt
 
-    written: list[Path] = []
-    title = f"{results['environment']['machine']['cpus']} CPUs, load {_load(results['environment']['load_average'].get('before'))}"
-    if "overhead" in results:
-        section = results["overhead"]
-        for metric_set, name, ylabel in (
-            (("p50_ms", "p99_ms"), "latency_vs_concurrency.png", "latency (ms)"),
-            (("requests_per_s",), "throughput_vs_concurrency.png", "requests per second"),
-        ):
-            fig, ax = plt.subplots(figsize=(7, 4.5))
-            for setup in section["setups"]:
-                points = sorted(
-                    (p for p in section["points"] if p["setup"] == setup),
-                    key=lambda p: p["concurrency"],
-                )
-                xs = [p["concurrency"] for p in points]
-                for metric in metric_set:
-                    ys = [p[metric]["median"] for p in points]
-                    low = [p[metric]["median"] - p[metric]["min"] for p in points]
-                    high = [p[metric]["max"] - p[metric]["median"] for p in points]
-                    label = f"{setup} {metric.replace('_ms', '')}" if len(metric_set) > 1 else setup
-                    ax.errorbar(
-                        xs,
-                        ys,
-                        yerr=[low, high],
-                        marker="o",
-                        capsize=3,
-                        label=label,
-                        linestyle="--" if metric == "p99_ms" else "-",
-                    )
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted({p["concurrency"] for p in section["points"]}))
-            ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            if len(metric_set) > 1:
-                ax.set_yscale("log")
-            ax.set_xlabel("concurrent clients")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"Full RAG request: graph vs single process ({title})", fontsize=9)
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            path = out_dir / name
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
-    if "streaming" in results:
-        points = results["streaming"]["points"]
-        levels = sorted({p["concurrency"] for p in points})
-        setups = list(dict.fromkeys(p["setup"] for p in points))
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        width = 0.8 / len(setups)
-        table = _by(points)
-        for i, setup in enumerate(setups):
-            ys = [
-                table[(setup, lv)]["ttft_p50_ms"]["median"] if (setup, lv) in table else 0
-                for lv in levels
-            ]
-            ax.bar([j + i * width for j in range(len(levels))], ys, width, label=setup)
-        ax.set_xticks([j + width * (len(setups) - 1) / 2 for j in range(len(levels))])
-        ax.set_xticklabels([f"{lv} clients" for lv in levels])
-        ax.set_ylabel("time to first token, p50 (ms)")
-        ax.set_yscale("log")
-        ax.set_title(f"Streaming: time to first token ({title})", fontsize=9)
+    points = section["points"]
+    levels = sorted({p["concurrency"] for p in points})
+    setups = list(dict.fromkeys(p["setup"] for p in points))
+    table = _by(points)
+    width = 0.8 / len(setups)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, setup in enumerate(setups):
+        ys = [
+            table[(setup, level)]["ttft_p50_ms"]["median"] if (setup, level) in table else 0
+            for level in levels
+        ]
+        ax.bar([j + i * width for j in range(len(levels))], ys, width, label=setup)
+    ax.set_xticks([j + width * (len(setups) - 1) / 2 for j in range(len(levels))])
+    ax.set_xticklabels([f"{level} clients" for level in levels])
+    ax.set_ylabel("time to first token, p50 (ms)")
+    ax.set_yscale("log")
+    ax.set_title(f"Streaming: time to first token ({caption})", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _plot_scale(section: Mapping[str, Any], path: Path, caption: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    points = section["points"]
+    xs = [p["passages"] for p in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for level in sorted({q["concurrency"] for p in points for q in p["points"]}):
+        ys = [
+            next(q for q in p["points"] if q["concurrency"] == level)["p50_ms"]["median"]
+            for p in points
+        ]
+        left.plot(xs, ys, marker="o", label=f"p50, {level} client(s)")
+    left.set_ylabel("latency of the full request (ms)")
+    right.plot(
+        xs,
+        [p["resident_mib"].get("Retriever", 0) for p in points],
+        marker="o",
+        label="Retriever RSS",
+    )
+    right.plot(xs, [p["index_mib"] for p in points], marker="s", label="index on disk")
+    right.set_ylabel("MiB")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("passages")
+        ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / "ttft.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    if "scale" in results and results["scale"]["points"]:
-        section = results["scale"]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        xs = [p["passages"] for p in section["points"]]
-        levels = sorted({q["concurrency"] for p in section["points"] for q in p["points"]})
-        for level in levels:
-            ys = [
-                next(q for q in p["points"] if q["concurrency"] == level)["p50_ms"]["median"]
-                for p in section["points"]
-            ]
-            left.plot(xs, ys, marker="o", label=f"p50, {level} client(s)")
-        left.set_xscale("log")
-        left.set_xlabel("passages")
-        left.set_ylabel("latency (ms)")
-        left.legend(fontsize=7)
-        left.grid(True, which="both", alpha=0.3)
-        right.plot(
-            xs,
-            [p["resident_mib"].get("Retriever", 0) for p in section["points"]],
-            marker="o",
-            label="Retriever RSS",
-        )
-        right.plot(
-            xs, [p["index_mib"] for p in section["points"]], marker="s", label="index on disk"
-        )
-        right.set_xscale("log")
-        right.set_xlabel("passages")
-        right.set_ylabel("MiB")
-        right.legend(fontsize=7)
-        right.grid(True, which="both", alpha=0.3)
-        fig.suptitle(
-            f"Full request against index size ({section['faiss_factory']}; {title})", fontsize=9
-        )
-        fig.tight_layout()
-        path = out_dir / "scale.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
+    fig.suptitle(
+        f"Cost against index size (FAISS {section['faiss_factory']}; {caption})", fontsize=9
+    )
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

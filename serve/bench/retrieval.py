@@ -1,6 +1,6 @@
-"""Retrieval speed: FAISS search plus passage lookup over an index, one query per call
-against a batch of queries per call (the engine in this process), and the Retriever
-deployment with its dynamic batching on and off at 32 concurrent clients."""
+"""Retrieval speed: FAISS search plus passage lookup, one query per call against a
+batch of queries per call (the engine in this process), and the Retriever deployment
+at many concurrent clients with its dynamic batching on and off."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from deployments.retriever.faiss_search import FaissRetriever
 from serve.bench.load import Point, Request, drive
 from serve.bench.overhead import Plan
 
+ON, OFF = "Retriever deployment, batching on", "Retriever deployment, batching off"
+
 
 def engine_search(retriever: FaissRetriever, vectors: NDArray[np.float32], batch: int) -> Request:
-    """``batch`` query vectors per search call, called in this process."""
+    """``batch`` query vectors per search call, in this process."""
 
     async def request(number: int) -> None:
         start = (number * batch) % len(vectors)
-        rows = np.take(vectors, range(start, start + batch), axis=0, mode="wrap")
-        retriever.search(rows)
+        retriever.search(np.take(vectors, range(start, start + batch), axis=0, mode="wrap"))
 
     return request
 
@@ -35,7 +36,7 @@ async def measure_engine(
     plan: Plan,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Point]:
-    """One query per call, then ``batch`` per call; runs alternate."""
+    """One query per call, then ``batch`` per call; the order alternates run by run."""
     points = {
         size: Point(f"engine, {size} per call", 1, items_per_request=size) for size in (1, batch)
     }
@@ -46,49 +47,48 @@ async def measure_engine(
             result = await drive(call, 1, plan.seconds)
             points[size].runs.append(result)
             progress(
-                f"run {run + 1}/{plan.runs} search {size} per call: {result.requests_per_s * size:.0f} q/s"
+                f"run {run + 1}/{plan.runs} search, {size} per call: "
+                f"{result.requests_per_s * size:.0f} queries/s"
             )
     return list(points.values())
 
 
-def deploy_retriever(
-    config: RetrieverConfig, index: IndexConfig, version_dir: str, app_name: str
+def retriever_app(
+    config: RetrieverConfig, index: IndexConfig, version_dir: str, ongoing: int
 ) -> Any:
+    """One Retriever deployment on its own, as an application to run."""
     from ray import serve
 
-    app = serve.deployment(
+    return serve.deployment(
         Retriever,
         name="Retriever",
-        max_ongoing_requests=128,
-        ray_actor_options={"num_cpus": 0.25},
+        max_ongoing_requests=ongoing,
+        ray_actor_options={"num_cpus": 0},
     ).bind(config, index, version_dir)
-    return serve.run(app, name=app_name, route_prefix=None)
 
 
 async def measure_served(
-    handles: dict[str, Any],
+    handle: Any,
     vectors: NDArray[np.float32],
     concurrency: int,
     plan: Plan,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Point]:
-    """One query vector per request to each Retriever deployment (batching on, off)."""
+    """One query vector per request; batching switched live between runs."""
     rows: Sequence[NDArray[np.float32]] = list(vectors)
 
-    def call(handle: Any) -> Request:
-        async def request(number: int) -> None:
-            await handle.search.remote(rows[number % len(rows)])
+    async def request(number: int) -> None:
+        await handle.search.remote(rows[number % len(rows)])
 
-        return request
-
-    points = {name: Point(name, concurrency) for name in handles}
-    names = list(handles)
+    points = {on: Point(ON if on else OFF, concurrency) for on in (True, False)}
     for run in range(plan.runs):
-        for name in names[run % 2 :] + names[: run % 2]:
-            await drive(call(handles[name]), concurrency, plan.warmup_s)
-            result = await drive(call(handles[name]), concurrency, plan.seconds)
-            points[name].runs.append(result)
+        for on in (True, False) if run % 2 == 0 else (False, True):
+            await handle.reconfigure.remote({"batching": on})
+            await drive(request, concurrency, plan.warmup_s)
+            result = await drive(request, concurrency, plan.seconds)
+            points[on].runs.append(result)
             progress(
-                f"run {run + 1}/{plan.runs} {name} x{concurrency}: {result.requests_per_s:.0f} q/s"
+                f"run {run + 1}/{plan.runs} {points[on].setup} x{concurrency}: "
+                f"{result.requests_per_s:.0f} queries/s"
             )
     return list(points.values())

@@ -3,7 +3,8 @@ all in one uvicorn process (the seed's layout), started on a loopback port.
 
 Run as ``python -m serve.bench.single_process CONFIG_JSON INDEX_DIR PORT``; the suite
 starts it as a subprocess so that it has a process of its own, as the graph's
-deployments do, and stops it when done.
+deployments do, and stops it when done. Like a Ray replica with less than 2 CPUs, it
+runs OpenMP (FAISS) with one thread unless OMP_NUM_THREADS says otherwise.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def serving(config: AppConfig, version_dir: Path, port: int) -> Iterator[int]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         _wait_healthy(process, f"http://127.0.0.1:{port}/healthz")

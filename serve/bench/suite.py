@@ -1,5 +1,5 @@
 """``jarag bench run``: every speed figure of the project measured in one run, side by
-side, written as JSON, a Markdown table and PNG plots.
+side, written as JSON, a Markdown report and PNG plots.
 
 Sections (each can be left out):
 
@@ -8,7 +8,7 @@ Sections (each can be left out):
 - ``streaming``: time to first token through the graph against the engines called
   directly.
 - ``batching``: Embedder and Reranker throughput with dynamic batching on and off,
-  for the configured stages, and for random-weight sentence-transformers models
+  for the configured stages and for random-weight sentence-transformers models
   (issue 3's figures) where sentence-transformers is installed.
 - ``retrieval``: queries per second of the demo index and the benchmark-of-record
   index, one query per call and batched.
@@ -21,13 +21,15 @@ the setups compared alternate run by run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,24 +37,31 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from deployments.embedder.factory import create_embedder
-from deployments.generator.factory import create_generator
-from deployments.ingress.stages import GraphStages, LocalStages
-from deployments.reranker.factory import create_reranker
-from deployments.retriever.config import IndexConfig, RetrieverConfig
-from deployments.retriever.faiss_search import FaissRetriever
+from deployments.ingress.stages import GraphStages
+from deployments.retriever.config import IndexConfig
 from serve.app import build_graph
 from serve.bench import batching, corpora, overhead, report, retrieval, scale
-from serve.bench.cluster import ServeInstance, direct_ingress_url, serve_instance
-from serve.bench.load import Point
+from serve.bench.cluster import (
+    SERVE_SETTINGS,
+    ServeInstance,
+    direct_ingress_url,
+    free_port,
+    run_all,
+    serve_instance,
+)
 from serve.bench.machine import load_average, machine, versions
 from serve.bench.overhead import Plan
 from serve.bench.processes import our_processes, resident_mib
-from serve.bench.single_process import serving
+from serve.bench.single_process import local_stages, serving
 from serve.config import AppConfig
 
 SECTIONS = ("overhead", "streaming", "batching", "retrieval", "scale")
 SCHEMA_VERSION = 1
+GRAPH_APP = "bench-graph"
+REPLICAS = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")
+LIGHT: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}}
+"""Replicas reserve no CPU: every application of the suite fits on a 2-CPU machine at
+once (Ray still gives each one OpenMP thread, as to a replica of 0.25 CPU)."""
 
 SINGLE = "single process"
 GRAPH = "graph (direct ingress)"
@@ -78,17 +87,38 @@ class SuiteSettings:
     retrieval_batch: int = 32
     scale: scale.ScaleSettings = field(default_factory=scale.ScaleSettings)
     data_dir: Path = corpora.DEFAULT_DATA_DIR
+    record_distractor_files: int | None = None
+    """JaQuAD files indexed as distractors (None: all of them, the benchmark of record)."""
     sections: tuple[str, ...] = SECTIONS
     models: bool = True
     """Also measure batching with random-weight sentence-transformers models."""
     app: dict[str, Any] = field(default_factory=dict)
-    """The stage settings (an ``args:`` block without ``index``); default: built-in."""
+    """Stage settings (an ``args:`` block without ``index``); default: the built-in ones."""
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Deployment options by name, as a Serve config's ``deployments:`` section."""
 
     @property
     def plan(self) -> Plan:
         return Plan(self.runs, self.seconds, self.warmup_s)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> SuiteSettings:
+        raw = json.loads(text)
+        sc = raw["scale"]
+        raw["scale"] = scale.ScaleSettings(
+            sizes=tuple(sc["sizes"]),
+            dimension=int(sc["dimension"]),
+            factory=str(sc["factory"]),
+            concurrency=tuple(sc["concurrency"]),
+        )
+        for name in ("out_dir", "data_dir"):
+            raw[name] = Path(raw[name])
+        for name in ("concurrency", "stream_concurrency", "sections"):
+            raw[name] = tuple(raw[name])
+        return cls(**raw)
 
 
 QUICK = SuiteSettings(
@@ -100,25 +130,31 @@ QUICK = SuiteSettings(
     stream_concurrency=(1, 4),
     batching_concurrency=8,
     retrieval_batch=8,
-    scale=scale.ScaleSettings(sizes=(200, 1_000), concurrency=(1,)),
+    record_distractor_files=1,
+    scale=scale.ScaleSettings(sizes=(500,), concurrency=(1,)),
     models=False,
 )
-"""Every section in well under a minute, with a small record index; the figures are not
+"""Every section in well under a minute, over small indexes; the figures are not
 meaningful (the test suite runs it to check that every field is produced)."""
 
 
 class Suite:
     """One run: the indexes, the single-process server, the Ray instance, and the
-    results gathered section by section."""
+    results, gathered section by section."""
 
     def __init__(self, settings: SuiteSettings, work: Path, out: TextIO) -> None:
         self.settings = settings
         self.work = work
         self.out = out
         self.results: dict[str, Any] = {}
+        self.handles: dict[str, Any] = {}
 
     def say(self, message: str) -> None:
         print(message, file=self.out, flush=True)
+
+    def graph_options(self) -> dict[str, dict[str, Any]]:
+        """Deployment options of the graph: the settings' own, else light ones."""
+        return {name: {**LIGHT, **self.settings.deployments.get(name, {})} for name in REPLICAS}
 
     def config(self, version_dir: Path, **overrides: Any) -> AppConfig:
         args = {**self.settings.app, **overrides, "index": {"path": str(version_dir)}}
@@ -126,49 +162,72 @@ class Suite:
 
     async def run(self) -> dict[str, Any]:
         s = self.settings
-        started = time.time()
+        started = time.monotonic()
         self.results = {
             "schema_version": SCHEMA_VERSION,
             "suite": "ja-rag-serve benchmark",
             "quick": s.quick,
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_at": _now(),
             "environment": {
                 "machine": machine(),
                 "versions": versions(),
                 "load_average": {"before": load_average()},
             },
-            "settings": _settings_dict(s),
+            "settings": json.loads(s.to_json()),
+            "section_seconds": {},
         }
         self._print_header()
-        demo = corpora.demo_index(self.work / "demo", self.config(Path(".")).embedder)
+        embedder = self.config(Path(".")).embedder
+        demo = corpora.demo_index(self.work / "demo", embedder)
         self.say(f"demo index: {demo.passages} passages, built in {demo.build_s:.1f} s")
+        indexes = [demo]
+        if "retrieval" in s.sections:
+            record = corpora.record_index(
+                self.work / "record", embedder, s.data_dir, s.record_distractor_files
+            )
+            if record is None:
+                self.say(f"no benchmark-of-record data under {s.data_dir}: that index is skipped")
+            else:
+                self.say(
+                    f"{record.name} index: {record.passages:,} passages "
+                    f"({record.documents:,} documents), built in {record.build_s:.1f} s"
+                )
+                indexes.append(record)
         config = self.config(demo.version_dir)
-        self.results["stages"] = _stage_summary(config)
+        self.results["stages"] = {
+            name: getattr(config, name).model_dump(mode="json")
+            for name in ("embedder", "retriever", "reranker", "generator")
+        }
         with serve_instance() as instance:
             self.results["environment"]["ray_serve_settings"] = instance.settings
-            if "overhead" in s.sections or "streaming" in s.sections:
-                await self._overhead_and_streaming(instance, config, demo)
+            await self._timed("deploy", self._deploy(config, demo, indexes))
+            if {"overhead", "streaming"} & set(s.sections):
+                await self._timed("graph", self._graph(instance, config, demo))
             if "batching" in s.sections:
-                await self._batching(config, demo)
+                await self._timed("batching", self._batching(config, demo))
             if "retrieval" in s.sections:
-                await self._retrieval(demo)
+                await self._timed("retrieval", self._retrieval(indexes))
             if "scale" in s.sections:
-                await self._scale(instance)
+                await self._timed("scale", self._scale(instance))
         self.results["environment"]["load_average"]["after"] = load_average()
-        self.results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.results["duration_s"] = round(time.time() - started, 1)
+        self.results["finished_at"] = _now()
+        self.results["duration_s"] = round(time.monotonic() - started, 1)
         self.results["targets"] = report.targets(self.results)
         return self.results
+
+    async def _timed(self, name: str, section: Any) -> None:
+        started = time.monotonic()
+        await section
+        self.results["section_seconds"][name] = round(time.monotonic() - started, 1)
 
     def _print_header(self) -> None:
         env = self.results["environment"]
         m = env["machine"]
+        quick = " (quick mode: figures not meaningful)" if self.settings.quick else ""
+        self.say(f"ja-rag-serve benchmark suite{quick}")
         self.say(
-            "ja-rag-serve benchmark suite"
-            + (" (quick: figures not meaningful)" if self.settings.quick else "")
-        )
-        self.say(
-            f"machine: {m['platform']}, {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB RAM"
+            f"machine: {m['platform']}, {m['cpus']} CPUs ({m['cpu_model']}), "
+            f"{m['memory_gib']} GiB RAM"
         )
         self.say("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
         self.say(
@@ -176,39 +235,78 @@ class Suite:
             + " ".join(map(str, env["load_average"]["before"]))
         )
 
-    # --- graph overhead and streaming -------------------------------------------------
-
-    async def _overhead_and_streaming(
-        self, instance: ServeInstance, config: AppConfig, demo: corpora.BenchIndex
+    async def _deploy(
+        self, config: AppConfig, demo: corpora.BenchIndex, indexes: Sequence[corpora.BenchIndex]
     ) -> None:
-        from ray import serve
+        """Every application the sections use, started together (their replicas start
+        in parallel): the graph, one Embedder and one Reranker of their own, and a
+        Retriever per index."""
 
         s = self.settings
-        build_graph_app = build_graph(config, options=s.deployments)
-        serve.run(build_graph_app, name="bench-graph", route_prefix="/")
+        apps: dict[str, Any] = {}
+        if {"overhead", "streaming"} & set(s.sections):
+            apps[GRAPH_APP] = build_graph(config, options=self.graph_options())
+        ongoing = max(s.batching_concurrency * 2, 64)
+        if "batching" in s.sections:
+            for stage, stage_config in (
+                ("Embedder", config.embedder),
+                ("Reranker", config.reranker),
+            ):
+                options = {
+                    **LIGHT,
+                    **s.deployments.get(stage, {}),
+                    "num_replicas": 1,
+                    "max_ongoing_requests": ongoing,
+                }
+                apps[f"bench-{stage.lower()}"] = batching.stage_app(
+                    stage, stage_config, str(demo.version_dir), options
+                )
+        if "retrieval" in s.sections:
+            for number, index in enumerate(indexes):
+                apps[f"bench-retriever-{number}"] = retrieval.retriever_app(
+                    config.retriever,
+                    IndexConfig(path=str(index.version_dir), verify_checksums=False),
+                    str(index.version_dir),
+                    ongoing,
+                )
+        self.say(f"deploying {', '.join(apps)}")
+        self.handles = run_all(apps, ingress_app=GRAPH_APP)
+
+    def _delete(self, name: str) -> None:
+        from ray import serve
+
+        if self.handles.pop(name, None) is not None:
+            serve.delete(name)
+
+    # --- graph overhead and streaming -------------------------------------------------
+
+    async def _graph(
+        self, instance: ServeInstance, config: AppConfig, demo: corpora.BenchIndex
+    ) -> None:
+        s = self.settings
         setups = {GRAPH_PROXY: f"http://127.0.0.1:{instance.http_port}"}
         direct = direct_ingress_url()
         if direct is not None:
             setups = {GRAPH: direct, **setups}
-        port = corpora_free_port()
+        port = free_port()
         try:
             with serving(config, demo.version_dir, port):
                 http = {SINGLE: f"http://127.0.0.1:{port}", **setups}
                 if "overhead" in s.sections:
                     self.say(
-                        f"\n[overhead] full RAG request (non-streaming), {s.runs} runs of {s.seconds:g} s per point"
+                        f"\n[overhead] full RAG request (non-streaming), {s.runs} runs of "
+                        f"{s.seconds:g} s per point"
                     )
                     points = await overhead.measure_http(
-                        http, demo.questions, s.concurrency, s.plan, stream=False, progress=self.say
+                        http, demo.questions, s.concurrency, s.plan, False, self.say
                     )
-                    self.results["overhead"] = report.overhead_section(points, SINGLE)
-                    self.results["overhead"]["resident_mib"] = _rounded(
-                        resident_mib(our_processes())
-                    )
+                    section = report.overhead_section(points, SINGLE)
+                    section["resident_mib"] = _rounded(resident_mib(our_processes()))
+                    self.results["overhead"] = section
                 if "streaming" in s.sections:
                     await self._streaming(http, config, demo)
         finally:
-            serve.delete("bench-graph")
+            self._delete(GRAPH_APP)
 
     async def _streaming(
         self, http: Mapping[str, str], config: AppConfig, demo: corpora.BenchIndex
@@ -217,24 +315,23 @@ class Suite:
 
         s = self.settings
         self.say(f"\n[streaming] time to first token, {s.runs} runs of {s.seconds:g} s per point")
-        local = _local_stages(config, demo.version_dir)
-        graph = GraphStages(
-            *(
-                serve.get_deployment_handle(n, app_name="bench-graph")
-                for n in ("Embedder", "Retriever", "Reranker", "Generator")
-            )
+        local = local_stages(config, demo.version_dir)
+        handles = (
+            serve.get_deployment_handle(name, app_name=GRAPH_APP)
+            for name in ("Embedder", "Retriever", "Reranker", "Generator")
         )
+        graph = GraphStages(*handles)
         prepared = await overhead.prepared_generations(local, demo.questions)
         in_process: dict[str, Callable[[], Any]] = {
             ENGINES: lambda: overhead.engine_chain(local, demo.questions),
-            GENERATOR_ENGINE: lambda: overhead.generation_only(local, demo.questions, prepared),
-            GENERATOR_DEPLOYMENT: lambda: overhead.generation_only(graph, demo.questions, prepared),
+            GENERATOR_ENGINE: lambda: overhead.generation_only(local, prepared),
+            GENERATOR_DEPLOYMENT: lambda: overhead.generation_only(graph, prepared),
         }
         points = await overhead.measure_http(
-            http, demo.questions, s.stream_concurrency, s.plan, stream=True, progress=self.say
+            http, demo.questions, s.stream_concurrency, s.plan, True, self.say
         )
         points += await overhead.measure_in_process(
-            in_process, s.stream_concurrency, s.plan, progress=self.say
+            in_process, s.stream_concurrency, s.plan, self.say
         )
         self.results["streaming"] = report.streaming_section(points, ENGINES, GENERATOR_ENGINE)
 
@@ -242,60 +339,55 @@ class Suite:
 
     async def _batching(self, config: AppConfig, demo: corpora.BenchIndex) -> None:
         s = self.settings
-        self.say(f"\n[batching] {s.batching_concurrency} concurrent requests, batching on and off")
-        local = _local_stages(config, demo.version_dir)
+        self.say(
+            f"\n[batching] one replica, {s.batching_concurrency} concurrent requests, "
+            "batching on and off"
+        )
+        local = local_stages(config, demo.version_dir)
         candidates = await local.retrieve(demo.questions[0], None)
         documents = [h.passage.document_text for h in candidates]
-        loads = [
+        rows = []
+        for stage_config, load in (
             (config.embedder, batching.StageLoad("Embedder", demo.questions, demo.questions)),
             (
                 config.reranker,
                 batching.StageLoad("Reranker", documents, demo.questions, len(documents)),
             ),
-        ]
-        section: dict[str, Any] = {
-            "stages": await self._measure_stages(loads, str(demo.version_dir), "builtin")
-        }
-        section["models"] = await self._tiny_models() if s.models else None
-        self.results["batching"] = section
-
-    async def _measure_stages(
-        self, loads: Sequence[tuple[Any, batching.StageLoad]], index_dir: str, label: str
-    ) -> list[dict[str, Any]]:
-        from ray import serve
-
-        s = self.settings
-        rows = []
-        for stage_config, load in loads:
-            name = f"bench-{label}-{load.stage.lower()}"
-            options = {
-                "num_replicas": 1,
-                "max_ongoing_requests": max(s.batching_concurrency * 2, 64),
-                "ray_actor_options": {"num_cpus": 0.25},
-                **s.deployments.get(load.stage, {}),
-            }
-            handle = batching.deploy_stage(load.stage, stage_config, index_dir, name, options)
+        ):
+            name = f"bench-{load.stage.lower()}"
             try:
                 points = await batching.measure_batching(
-                    handle, load, [s.batching_concurrency], s.plan, progress=self.say
+                    self.handles[name], load, [s.batching_concurrency], s.plan, self.say
                 )
             finally:
-                serve.delete(name)
+                self._delete(name)
             rows.append(report.batching_rows(load.stage, points, stage_config))
-        return rows
+        self.results["batching"] = {
+            "stages": rows,
+            "models": await self._tiny_models() if s.models else None,
+        }
 
-    async def _tiny_models(self) -> dict[str, Any] | None:
+    async def _tiny_models(self) -> dict[str, Any]:
+        from ray import serve
+
         try:
             from serve.bench import model_batching
-        except ImportError as error:  # sentence-transformers not installed
+        except ImportError as error:  # the models extra is not installed
             return {"skipped": f"needs the models extra ({error})"}
-        settings = model_batching.BatchingBenchmark()
+        s = self.settings
+        settings = model_batching.BatchingBenchmark(batch_wait_timeout_s=0.0)
         self.say(
-            "random-weight sentence-transformers models (issue 3's shape: tiny BERT, 128-token texts)"
+            f"random-weight sentence-transformers models: BERT '{settings.shape}', "
+            f"texts of {settings.text_tokens} tokens, one replica with 1 CPU"
         )
         stages = model_batching.prepare(settings, self.work / "models")
         questions = corpora.demo_questions()
-        loads = [
+        options = {
+            "num_replicas": 1,
+            "max_ongoing_requests": max(s.batching_concurrency * 2, 64),
+            "ray_actor_options": {"num_cpus": settings.num_cpus},
+        }
+        loads = (
             (stages.embedder, batching.StageLoad("Embedder", stages.texts, questions)),
             (
                 stages.reranker,
@@ -303,18 +395,29 @@ class Suite:
                     "Reranker", stages.texts, questions, settings.documents_per_rerank
                 ),
             ),
-        ]
-        rows = await self._measure_stages(loads, str(stages.index), "models")
+        )
+        rows = []
+        for stage_config, load in loads:
+            name = f"bench-model-{load.stage.lower()}"
+            app = batching.stage_app(load.stage, stage_config, str(stages.index), options)
+            handle = serve.run(app, name=name, route_prefix=None)
+            try:
+                points = await batching.measure_batching(
+                    handle, load, [s.batching_concurrency], s.plan, self.say
+                )
+            finally:
+                serve.delete(name)
+            rows.append(report.batching_rows(load.stage, points, stage_config))
         return {
             "model": f"random BERT '{settings.shape}', texts of {settings.text_tokens} tokens",
             "stages": rows,
             "engine_alone": [
                 {
                     "stage": b.stage,
-                    "ms_per_item_one_request": round(b.request_ms_per_item, 3),
                     "request_items": b.request_items,
-                    "ms_per_item_full_batch": round(b.batch_ms_per_item, 3),
+                    "ms_per_item_one_request": round(b.request_ms_per_item, 3),
                     "batch_items": b.batch_items,
+                    "ms_per_item_full_batch": round(b.batch_ms_per_item, 3),
                     "gain": round(b.gain, 2),
                 }
                 for b in stages.baselines
@@ -323,119 +426,88 @@ class Suite:
 
     # --- retrieval --------------------------------------------------------------------
 
-    async def _retrieval(self, demo: corpora.BenchIndex) -> None:
+    async def _retrieval(self, indexes: Sequence[corpora.BenchIndex]) -> None:
         s = self.settings
         self.say(
-            f"\n[retrieval] search one query per call and {s.retrieval_batch} per call; Retriever deployment at {s.batching_concurrency} concurrent"
+            f"\n[retrieval] search with 1 and {s.retrieval_batch} queries per call; the "
+            f"Retriever deployment at {s.batching_concurrency} concurrent, batching on and off"
         )
-        embedder_config = self.config(Path(".")).embedder
-        indexes = [demo]
-        record = corpora.record_index(
-            self.work / "record", embedder_config, s.data_dir, 256 if s.quick else None
-        )
-        if record is not None:
-            self.say(
-                f"benchmark-of-record index: {record.passages} passages ({record.documents} documents), built in {record.build_s:.1f} s"
-            )
-            indexes.append(record)
-        else:
-            self.say(
-                f"benchmark-of-record data not found under {s.data_dir}: that index is skipped"
-            )
-        rows = []
-        for index in indexes:
-            rows.append(await self._retrieval_index(index))
+        rows = [
+            await self._retrieval_index(index, f"bench-retriever-{number}")
+            for number, index in enumerate(indexes)
+        ]
+        record = len(indexes) > 1
         self.results["retrieval"] = {
             "indexes": rows,
-            "record_data": None if record is not None else f"not found under {s.data_dir}",
+            "record_data": str(s.data_dir) if record else None,
         }
 
-    async def _retrieval_index(self, index: corpora.BenchIndex) -> dict[str, Any]:
-        from ray import serve
-
+    async def _retrieval_index(self, index: corpora.BenchIndex, app: str) -> dict[str, Any]:
         s = self.settings
         config = self.config(index.version_dir)
-        embedder = create_embedder(config.embedder, index.version_dir)
+        engines = local_stages(config, index.version_dir)
         questions = index.questions[:2048]
         vectors = np.concatenate(
-            [embedder.embed_queries(questions[i : i + 256]) for i in range(0, len(questions), 256)]
+            [
+                engines.embedder.embed_queries(questions[i : i + 256])
+                for i in range(0, len(questions), 256)
+            ]
         )
-        engine = FaissRetriever(index.version_dir, config.retriever, verify_checksums=False)
         points = await retrieval.measure_engine(
-            engine, vectors, s.retrieval_batch, s.plan, self.say
+            engines.retriever, vectors, s.retrieval_batch, s.plan, self.say
         )
-        handles = {}
-        names = []
         try:
-            for on in (True, False):
-                name = f"bench-retriever-{'on' if on else 'off'}"
-                names.append(name)
-                retriever_config = RetrieverConfig.model_validate(
-                    {**config.retriever.model_dump(), "batching": on}
-                )
-                handles[f"Retriever deployment, batching {'on' if on else 'off'}"] = (
-                    retrieval.deploy_retriever(
-                        retriever_config,
-                        IndexConfig(path=str(index.version_dir), verify_checksums=False),
-                        str(index.version_dir),
-                        name,
-                    )
-                )
             points += await retrieval.measure_served(
-                handles, vectors, s.batching_concurrency, s.plan, self.say
+                self.handles[app], vectors, s.batching_concurrency, s.plan, self.say
             )
         finally:
-            for name in names:
-                serve.delete(name)
-        return report.retrieval_rows(index, points, s.retrieval_batch)
+            self._delete(app)
+        return report.retrieval_rows(index, points, config.retriever)
 
     # --- scale ------------------------------------------------------------------------
 
     async def _scale(self, instance: ServeInstance) -> None:
         from ray import serve
 
-        s = self.settings
-        sc = s.scale
+        s, sc = self.settings, self.settings.scale
+        sizes = ", ".join(f"{n:,}" for n in sc.sizes)
         self.say(
-            f"\n[scale] synthetic corpora of {', '.join(f'{n:,}' for n in sc.sizes)} documents; built-in embedder at dimension {sc.dimension}, FAISS {sc.factory}"
+            f"\n[scale] synthetic corpora of {sizes} documents; built-in embedder at "
+            f"dimension {sc.dimension}; FAISS {sc.factory}"
         )
         rows = []
         via = "Serve proxy"
-        for size in sc.sizes:
+        for number, size in enumerate(sc.sizes):
             index = scale.build_synthetic(self.work, size, sc)
+            index_mib = scale.directory_mib(index.version_dir)
             self.say(
-                f"{index.passages:,} passages indexed in {index.build_s:.1f} s ({scale.directory_mib(index.version_dir):.0f} MiB)"
+                f"{index.passages:,} passages indexed in {index.build_s:.1f} s "
+                f"({index_mib:.0f} MiB)"
             )
             config = self.config(
-                index.version_dir,
-                embedder=scale.embedder_config(sc).model_dump(),
-            )
-            config = config.model_copy(
+                index.version_dir, embedder=scale.embedder_config(sc).model_dump()
+            ).model_copy(
                 update={"index": IndexConfig(path=str(index.version_dir), verify_checksums=False)}
             )
-            serve.run(
-                build_graph(config, options=s.deployments), name="bench-scale", route_prefix="/"
-            )
+            name = f"bench-scale-{number}"
+            run_all({name: build_graph(config, options=self.graph_options())}, ingress_app=name)
             try:
                 direct = direct_ingress_url()
                 via = "direct ingress" if direct else "Serve proxy"
                 url = direct or f"http://127.0.0.1:{instance.http_port}"
-                setup = f"{index.passages:,} passages"
                 points = await overhead.measure_http(
-                    {setup: url},
+                    {f"{index.passages:,} passages": url},
                     index.questions,
                     sc.concurrency,
                     s.plan,
-                    stream=False,
-                    progress=self.say,
+                    False,
+                    self.say,
                 )
                 memory = resident_mib(our_processes())
             finally:
-                serve.delete("bench-scale")
-            rows.append(
-                report.scale_row(index, points, memory, scale.directory_mib(index.version_dir))
-            )
-            _remove_tree(index.version_dir.parent.parent)
+                serve.delete(name)
+            rows.append(report.scale_row(index, points, memory, index_mib))
+            shutil.rmtree(index.version_dir.parent.parent, ignore_errors=True)
         self.results["scale"] = {
             "embedder": f"built-in hashing embedder, dimension {sc.dimension}",
             "faiss_factory": sc.factory,
@@ -444,74 +516,50 @@ class Suite:
         }
 
 
-def corpora_free_port() -> int:
-    from serve.bench.cluster import free_port
-
-    return free_port()
-
-
-def _local_stages(config: AppConfig, version_dir: Path) -> LocalStages:
-    return LocalStages(
-        create_embedder(config.embedder, version_dir),
-        FaissRetriever(version_dir, config.retriever, verify_checksums=False),
-        create_reranker(config.reranker, version_dir),
-        create_generator(config.generator),
-        top_n=config.reranker.top_n,
-    )
-
-
-def _stage_summary(config: AppConfig) -> dict[str, Any]:
-    return {
-        "embedder": config.embedder.model_dump(mode="json"),
-        "retriever": config.retriever.model_dump(mode="json"),
-        "reranker": config.reranker.model_dump(mode="json"),
-        "generator": config.generator.model_dump(mode="json"),
-    }
-
-
-def _settings_dict(settings: SuiteSettings) -> dict[str, Any]:
-    raw = dataclasses.asdict(settings)
-    return json.loads(json.dumps(raw, default=str))
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _rounded(values: Mapping[str, float]) -> dict[str, float]:
     return {k: round(v, 1) for k, v in values.items()}
 
 
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="jarag-bench-suite-") as scratch:
-        yield Path(scratch)
-
-
 def run_suite(settings: SuiteSettings, out: TextIO = sys.stdout) -> dict[str, Any]:
-    """Measure, then write ``results.json``, ``results.md`` and the plots."""
-    with _scratch() as work:
-        results = asyncio.run(Suite(settings, work, out).run())
+    """Measure in this process, then write ``results.json``, ``results.md`` and the
+    plots. Ray Serve's settings only reach this process's handles if they were in the
+    environment before Ray Serve was imported; ``launch`` sees to that."""
+    with tempfile.TemporaryDirectory(prefix="jarag-bench-") as scratch:
+        results = asyncio.run(Suite(settings, Path(scratch), out).run())
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     (settings.out_dir / "results.json").write_text(
         json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8"
     )
     markdown = report.markdown(results)
     (settings.out_dir / "results.md").write_text(markdown, encoding="utf-8")
-    plots = report.plots(results, settings.out_dir)
+    written = [settings.out_dir / "results.json", settings.out_dir / "results.md"]
+    written += report.plots(results, settings.out_dir)
     print("\n" + markdown, file=out)
-    print(
-        f"written: {settings.out_dir / 'results.json'}, {settings.out_dir / 'results.md'}, "
-        + ", ".join(str(p) for p in plots),
-        file=out,
-    )
+    print("written: " + ", ".join(str(p) for p in written), file=out, flush=True)
     return results
 
 
-def points_of(results: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
-    return list(results.get(section, {}).get("points", []))
+def launch(settings: SuiteSettings) -> int:
+    """The suite in a new Python process whose environment holds Ray Serve's settings
+    from the start (they are read when Ray Serve is imported)."""
+    env = {**os.environ, **SERVE_SETTINGS}
+    command = [sys.executable, "-m", "serve.bench.suite"]
+    return subprocess.run(command, input=settings.to_json(), text=True, env=env).returncode
 
 
-__all__ = ["QUICK", "SECTIONS", "Point", "SuiteSettings", "run_suite"]
+def main() -> None:
+    import faiss
+
+    # The engines measured in this process search as a replica does: Ray gives a
+    # replica with less than 2 CPUs one OpenMP thread (two, on a loaded 2-CPU
+    # machine, made batched searches up to 10x slower by spinning).
+    faiss.omp_set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    run_suite(SuiteSettings.from_json(sys.stdin.read()))
+
+
+if __name__ == "__main__":
+    main()

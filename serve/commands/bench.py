@@ -11,7 +11,7 @@ from typing import Any
 from serve.bench.model_batching import BatchingBenchmark, run
 from serve.bench.scale import ScaleSettings
 from serve.bench.suite import QUICK as QUICK_SUITE
-from serve.bench.suite import SECTIONS, SuiteSettings, run_suite
+from serve.bench.suite import SECTIONS, SuiteSettings, launch
 from serve.config_file import find_application, load_serve_config
 from serve.random_models import ENCODER_SHAPES
 
@@ -172,5 +172,4 @@ def _suite(args: argparse.Namespace) -> int:
             concurrency=tuple(args.concurrency),
             scale=ScaleSettings(sizes=tuple(args.scale_sizes)),
         )
-    run_suite(settings, sys.stdout)
-    return 0
+    return launch(settings)
