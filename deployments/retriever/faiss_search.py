@@ -52,6 +52,8 @@ class FaissRetriever:
         self.index, self._gpu_resources = _to_device(index, config.device)
         self.passages = PassageStore(version_dir)
         self.dimension: int = int(index.d)
+        # FAISS scans one query at a time while queries x dimension is below this.
+        self._blas_threshold = config.blas_min_queries * self.dimension - 1
 
     def search(self, queries: NDArray[np.float32], top_k: int | None = None) -> list[list[Hit]]:
         """The ``top_k`` passages nearest each query row, best first."""
@@ -61,6 +63,9 @@ class FaissRetriever:
             raise ValueError(f"queries must have shape (n, {self.dimension}), got {queries.shape}")
         if k == 0:
             return [[] for _ in range(len(queries))]
+        # A process-wide FAISS setting: set on every call, as engines of other
+        # dimensions may share the process (it only chooses how distances are computed).
+        faiss.cvar.distance_compute_blas_threshold = self._blas_threshold
         scores, rows = self.index.search(queries, k)
         return [
             [

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -62,3 +63,17 @@ def test_approximate_indexes_build_and_search(
     results = retriever.search(embedder.embed_passages(texts), top_k=3)
     found = [hits[0].passage.id for hits in results]
     assert found == [retriever.passages[i].id for i in range(0, 188, 17)]
+
+
+def test_a_batch_finds_what_its_queries_find_one_by_one(demo_index: Path) -> None:
+    """Batches go through FAISS's matrix-product path, single queries through its scan."""
+    version_dir = resolve_version_dir(demo_index)
+    retriever = FaissRetriever(version_dir, RetrieverConfig(top_k=10, blas_min_queries=2))
+    embedder = create_embedder(HashingEmbedderConfig(), version_dir)
+    queries = embedder.embed_queries(["県庁所在地はどこか", "日本三景", "温泉が有名な県", "雪"])
+    batched = retriever.search(queries)
+    assert faiss.cvar.distance_compute_blas_threshold == 2 * retriever.dimension - 1
+    for row, hits in zip(queries, batched, strict=True):
+        alone = retriever.search(row[None, :])[0]
+        assert [h.passage.id for h in hits] == [h.passage.id for h in alone]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in alone], abs=1e-5)
