@@ -58,8 +58,8 @@ unit: install-dev
 integration: install-dev
 	$(BIN)/pytest tests/integration
 
-# The benchmark suite (README "Performance (measured)"): about 15 minutes; writes
-# bench-results/results.json, results.md and PNG plots.
+# The benchmark suite (README "Performance (measured)"): about 15 minutes on 2 CPUs;
+# writes results.json, results.md and PNG plots to bench-results/<UTC start time>/.
 bench: install-dev
 	$(BIN)/jarag bench run --out bench-results
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deployments.generator.config import ExtractiveGeneratorConfig
-from deployments.generator.protocol import GeneratedText, GenerationRequest
+from deployments.generator.protocol import FinishReason, GeneratedText, GenerationRequest
 from deployments.lexical.ngrams import codepoints, hashed_ngrams
 from deployments.text import split_sentences
 
@@ -48,8 +48,8 @@ class ExtractiveGenerator:
             if index and self.config.piece_delay_s:
                 await asyncio.sleep(self.config.piece_delay_s)
             last = index == min(limit, len(pieces)) - 1
-            finish = ("stop" if limit >= len(pieces) else "length") if last else None
-            yield GeneratedText(text=piece, finish_reason=finish)
+            finish: FinishReason = "stop" if limit >= len(pieces) else "length"
+            yield GeneratedText(text=piece, finish_reason=finish if last else None)
 
     def _choose(self, request: GenerationRequest) -> list[_Candidate]:
         question = _ngram_set(request.question)

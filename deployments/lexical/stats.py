@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,13 +50,13 @@ class LexicalStats:
 
     def save(self, directory: Path) -> Path:
         path = directory / LEXICAL_STATS_FILE
+        arrays: dict[str, Any] = {
+            "num_documents": np.int64(self.num_documents),
+            "average_length": np.float64(self.average_length),
+            **{f"df{n}": table for n, table in self.document_frequency.items()},
+        }
         with path.open("wb") as f:
-            np.savez_compressed(
-                f,
-                num_documents=np.int64(self.num_documents),
-                average_length=np.float64(self.average_length),
-                **{f"df{n}": table for n, table in self.document_frequency.items()},
-            )
+            np.savez_compressed(f, **arrays)
         return path
 
     @classmethod

@@ -47,4 +47,5 @@ class LexicalReranker:
         return out
 
     def relevance(self, raw_scores: NDArray[np.float32]) -> NDArray[np.float32]:
-        return (1.0 - np.exp(-raw_scores / 20.0)).astype(np.float32)
+        relevance: NDArray[np.float32] = (1.0 - np.exp(-raw_scores / 20.0)).astype(np.float32)
+        return relevance

@@ -35,14 +35,16 @@ async def measure_http(
     plan: Plan,
     stream: bool,
     progress: Callable[[str], None] = lambda _: None,
+    app: str | None = None,
 ) -> list[Point]:
-    """Chat requests to each setup's base URL at each concurrency level."""
+    """Chat requests to each setup's base URL at each concurrency level; the CPU time
+    of ``app``'s replicas is counted (all replicas' without it)."""
 
     def client(url: str) -> Callable[[], ChatClient]:
         return lambda: ChatClient(url, questions, stream)
 
     return await _alternate(
-        {name: client(url) for name, url in setups.items()}, levels, plan, progress
+        {name: client(url) for name, url in setups.items()}, levels, plan, progress, app
     )
 
 
@@ -79,6 +81,7 @@ async def _alternate(
     levels: Sequence[int],
     plan: Plan,
     progress: Callable[[str], None],
+    app: str | None = None,
 ) -> list[Point]:
     names = list(clients)
     points = {(name, level): Point(name, level) for level in levels for name in names}
@@ -90,7 +93,7 @@ async def _alternate(
                 # idle while the other setups run may be closed by the server.
                 async with clients[name]() as request:  # type: ignore[attr-defined]
                     await drive(request, level, plan.warmup_s)
-                    watch = CpuWatch()
+                    watch = CpuWatch(app)
                     watch.start()
                     result: RunResult = await drive(request, level, plan.seconds)
                     result.cpu_ms = watch.stop()

@@ -15,14 +15,15 @@ import psutil
 _REPLICA = re.compile(r"ServeReplica:([^:\s]+):(\w+)")
 
 
-def role(process: psutil.Process) -> str | None:
-    """A short name for what ``process`` does, or None for one that is not ours."""
+def role(process: psutil.Process, app: str | None = None) -> str | None:
+    """A short name for what ``process`` does (a replica: its deployment's name), or
+    None for one that is not ours or is a replica of another application than ``app``."""
     try:
         title = " ".join(process.cmdline()) or process.name()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
     if match := _REPLICA.search(title):
-        return match.group(2)
+        return match.group(2) if app is None or match.group(1) == app else None
     if "ProxyActor" in title:
         return "proxy"
     if "ServeController" in title:
@@ -34,12 +35,13 @@ def role(process: psutil.Process) -> str | None:
     return None
 
 
-def our_processes() -> dict[str, list[psutil.Process]]:
-    """This process (``client``) and its descendants, by role."""
+def our_processes(app: str | None = None) -> dict[str, list[psutil.Process]]:
+    """This process (``client``) and its descendants, by role; with ``app``, only that
+    application's replicas."""
     me = psutil.Process(os.getpid())
     groups: dict[str, list[psutil.Process]] = {"client": [me]}
     for child in me.children(recursive=True):
-        name = role(child)
+        name = role(child, app)
         if name is not None:
             groups.setdefault(name, []).append(child)
     return groups
@@ -63,12 +65,13 @@ def cpu_seconds(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
 class CpuWatch:
     """CPU milliseconds spent by each group between ``start`` and ``stop``."""
 
-    def __init__(self) -> None:
-        self._groups = our_processes()
+    def __init__(self, app: str | None = None) -> None:
+        self._app = app
+        self._groups = our_processes(app)
         self._before: dict[str, float] = {}
 
     def start(self) -> None:
-        self._groups = our_processes()
+        self._groups = our_processes(self._app)
         self._before = cpu_seconds(self._groups)
 
     def stop(self) -> dict[str, float]:

@@ -14,10 +14,12 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from deployments.embedder.factory import create_embedder
 from deployments.generator.factory import create_generator
@@ -44,39 +46,42 @@ def local_stages(config: AppConfig, version_dir: Path) -> LocalStages:
 @contextlib.contextmanager
 def serving(config: AppConfig, version_dir: Path, port: int) -> Iterator[int]:
     """The baseline server running on ``127.0.0.1:port``; yields its process id."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serve.bench.single_process",
-            config.model_dump_json(),
-            str(version_dir),
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        _wait_healthy(process, f"http://127.0.0.1:{port}/healthz")
-        yield process.pid
-    finally:
-        process.terminate()
+    # Its error output goes to a file, which never fills up and stalls it as a pipe can.
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "serve.bench.single_process",
+                config.model_dump_json(),
+                str(version_dir),
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env={"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+            _wait_healthy(process, errors, f"http://127.0.0.1:{port}/healthz")
+            yield process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, timeout_s: float = 120) -> None:
+def _wait_healthy(
+    process: subprocess.Popen[bytes], errors: IO[bytes], url: str, timeout_s: float = 120
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"the single-process server exited:\n{error[-2000:]}")
+            errors.seek(0)
+            output = errors.read().decode(errors="replace")
+            raise RuntimeError(f"the single-process server exited:\n{output[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:

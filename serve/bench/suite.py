@@ -298,10 +298,10 @@ class Suite:
                         f"{s.seconds:g} s per point"
                     )
                     points = await overhead.measure_http(
-                        http, demo.questions, s.concurrency, s.plan, False, self.say
+                        http, demo.questions, s.concurrency, s.plan, False, self.say, GRAPH_APP
                     )
                     section = report.overhead_section(points, SINGLE)
-                    section["resident_mib"] = _rounded(resident_mib(our_processes()))
+                    section["resident_mib"] = _rounded(resident_mib(our_processes(GRAPH_APP)))
                     self.results["overhead"] = section
                 if "streaming" in s.sections:
                     await self._streaming(http, config, demo)
@@ -328,7 +328,7 @@ class Suite:
             GENERATOR_DEPLOYMENT: lambda: overhead.generation_only(graph, prepared),
         }
         points = await overhead.measure_http(
-            http, demo.questions, s.stream_concurrency, s.plan, True, self.say
+            http, demo.questions, s.stream_concurrency, s.plan, True, self.say, GRAPH_APP
         )
         points += await overhead.measure_in_process(
             in_process, s.stream_concurrency, s.plan, self.say
@@ -502,8 +502,9 @@ class Suite:
                     s.plan,
                     False,
                     self.say,
+                    name,
                 )
-                memory = resident_mib(our_processes())
+                memory = resident_mib(our_processes(name))
             finally:
                 serve.delete(name)
             rows.append(report.scale_row(index, points, memory, index_mib))
@@ -524,23 +525,26 @@ def _rounded(values: Mapping[str, float]) -> dict[str, float]:
     return {k: round(v, 1) for k, v in values.items()}
 
 
-def run_suite(settings: SuiteSettings, out: TextIO = sys.stdout) -> dict[str, Any]:
+def run_suite(settings: SuiteSettings, out: TextIO = sys.stdout) -> Path:
     """Measure in this process, then write ``results.json``, ``results.md`` and the
-    plots. Ray Serve's settings only reach this process's handles if they were in the
-    environment before Ray Serve was imported; ``launch`` sees to that."""
+    plots into a new directory ``<out_dir>/<UTC start time>/``; returns it. Ray Serve's
+    settings only reach this process's handles if they were in the environment before
+    Ray Serve was imported; ``launch`` sees to that."""
     with tempfile.TemporaryDirectory(prefix="jarag-bench-") as scratch:
         results = asyncio.run(Suite(settings, Path(scratch), out).run())
-    settings.out_dir.mkdir(parents=True, exist_ok=True)
-    (settings.out_dir / "results.json").write_text(
+    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y%m%dT%H%M%SZ")
+    directory = settings.out_dir / stamp
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(
         json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8"
     )
     markdown = report.markdown(results)
-    (settings.out_dir / "results.md").write_text(markdown, encoding="utf-8")
-    written = [settings.out_dir / "results.json", settings.out_dir / "results.md"]
-    written += report.plots(results, settings.out_dir)
+    (directory / "results.md").write_text(markdown, encoding="utf-8")
+    written = [directory / "results.json", directory / "results.md"]
+    written += report.plots(results, directory)
     print("\n" + markdown, file=out)
     print("written: " + ", ".join(str(p) for p in written), file=out, flush=True)
-    return results
+    return directory
 
 
 def launch(settings: SuiteSettings) -> int:

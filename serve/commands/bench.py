@@ -93,7 +93,10 @@ def _register_suite(bench_commands: Any) -> None:
     )
     defaults = SuiteSettings()
     suite.add_argument(
-        "--out", type=Path, default=defaults.out_dir, help="directory for the results"
+        "--out",
+        type=Path,
+        default=defaults.out_dir,
+        help="the results go to a new directory in it, named by the start time (UTC)",
     )
     suite.add_argument(
         "--sections",
