@@ -75,7 +75,7 @@ class Deadline:
             raise DeadlineExceeded(stage, self.budget_s) from None
 
 
-def request_deadline(
+async def request_deadline(
     request: Request,
     x_request_timeout: Annotated[
         float | None,
@@ -88,7 +88,8 @@ def request_deadline(
         ),
     ] = None,
 ) -> Deadline:
-    """FastAPI dependency: the deadline of this request, starting now."""
+    """FastAPI dependency: the deadline of this request, starting now. Async, so that
+    FastAPI runs it on the event loop rather than through a worker thread."""
     config: IngressConfig = request.app.state.config
     budget = config.request_timeout_s
     if x_request_timeout is not None and math.isfinite(x_request_timeout):
