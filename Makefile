@@ -59,9 +59,10 @@ integration: install-dev
 	$(BIN)/pytest tests/integration
 
 # The benchmark suite (README "Performance (measured)"): about 15 minutes on 2 CPUs;
-# writes results.json, results.md and PNG plots to bench-results/<UTC start time>/.
+# writes results.json, results.md and PNG plots to bench-results/<UTC start time>/ and
+# the report into README.md.
 bench: install-dev
-	$(BIN)/jarag bench run --out bench-results
+	$(BIN)/jarag bench run --out bench-results --readme README.md
 
 test: lint browser-deps
 	$(BIN)/pytest

@@ -244,6 +244,27 @@ def markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+README_START = "<!-- jarag bench run: start -->"
+README_END = "<!-- jarag bench run: end -->"
+
+
+def update_readme(path: Path, results: Mapping[str, Any], directory: Path) -> None:
+    """Replaces the block between README_START and README_END in ``path`` with the
+    report, its headings moved under the README section that holds the block."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no block {README_START} ... {README_END} to fill")
+    lines = markdown(results).splitlines()[1:]  # without its title
+    body = "\n".join("###" + line[1:] if line.startswith("## ") else line for line in lines)
+    note = (
+        f"Written by `jarag bench run` ({directory.name}; the full results and the plots "
+        f"were in `{directory}`).\n"
+    )
+    block = f"{README_START}\n{note}{body.rstrip()}\n{README_END}"
+    path.write_text(text[:start] + block + text[end + len(README_END) :], encoding="utf-8")
+
+
 def _load(values: Sequence[float] | None) -> str:
     return " ".join(f"{v:.1f}" for v in values) if values else "-"
 

@@ -96,6 +96,9 @@ class SuiteSettings:
     """Stage settings (an ``args:`` block without ``index``); default: the built-in ones."""
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Deployment options by name, as a Serve config's ``deployments:`` section."""
+    readme: Path | None = None
+    """A Markdown file whose marked block (``report.README_START`` .. ``README_END``)
+    receives the report (``make bench``: README.md)."""
 
     @property
     def plan(self) -> Plan:
@@ -114,8 +117,8 @@ class SuiteSettings:
             factory=str(sc["factory"]),
             concurrency=tuple(sc["concurrency"]),
         )
-        for name in ("out_dir", "data_dir"):
-            raw[name] = Path(raw[name])
+        for name in ("out_dir", "data_dir", "readme"):
+            raw[name] = None if raw[name] is None else Path(raw[name])
         for name in ("concurrency", "stream_concurrency", "sections"):
             raw[name] = tuple(raw[name])
         return cls(**raw)
@@ -542,6 +545,9 @@ def run_suite(settings: SuiteSettings, out: TextIO = sys.stdout) -> Path:
     (directory / "results.md").write_text(markdown, encoding="utf-8")
     written = [directory / "results.json", directory / "results.md"]
     written += report.plots(results, directory)
+    if settings.readme is not None:
+        report.update_readme(settings.readme, results, directory)
+        written.append(settings.readme)
     print("\n" + markdown, file=out)
     print("written: " + ", ".join(str(p) for p in written), file=out, flush=True)
     return directory

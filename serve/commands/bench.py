@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from serve.bench.model_batching import BatchingBenchmark, run
+from serve.bench.report import README_END, README_START
 from serve.bench.scale import ScaleSettings
 from serve.bench.suite import QUICK as QUICK_SUITE
 from serve.bench.suite import SECTIONS, SuiteSettings, launch
@@ -142,12 +143,20 @@ def _register_suite(bench_commands: Any) -> None:
         help="skip the batching figures of random-weight sentence-transformers models",
     )
     suite.add_argument(
+        "--readme",
+        type=Path,
+        help="also write the report into this Markdown file, between its lines "
+        f"{README_START} and {README_END} (make bench: README.md)",
+    )
+    suite.add_argument(
         "--quick", action="store_true", help="every section in seconds (a smoke test)"
     )
     suite.set_defaults(run=_suite)
 
 
 def _suite(args: argparse.Namespace) -> int:
+    if args.quick and args.readme is not None:
+        raise SystemExit("--readme: the quick mode's figures are not meaningful enough to publish")
     app: dict[str, Any] = {}
     deployments: dict[str, dict[str, Any]] = {}
     if args.config is not None:
@@ -166,6 +175,7 @@ def _suite(args: argparse.Namespace) -> int:
         app=app,
         deployments=deployments,
         models=base.models and not args.no_models,
+        readme=args.readme,
     )
     if not args.quick:
         settings = dataclasses.replace(

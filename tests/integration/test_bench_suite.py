@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from serve.bench.corpora import DEFAULT_DATA_DIR, record_sources
+from serve.bench.report import README_END, README_START, update_readme
 from serve.bench.suite import QUICK, SECTIONS
 from serve.cli import main
 
@@ -179,3 +180,21 @@ def test_report_and_plots_are_written(quick_run: Path, results: dict[str, Any]) 
     ]
     for plot in quick_run.glob("*.png"):
         assert plot.read_bytes().startswith(PNG), plot.name
+
+
+def test_the_report_fills_the_readme_block(
+    quick_run: Path, results: dict[str, Any], tmp_path: Path
+) -> None:
+    readme = tmp_path / "README.md"
+    before, after = "# Project\n\n## Performance\n\nHow to run it.\n\n", "\n\n## Next\n"
+    readme.write_text(f"{before}{README_START}\nold figures\n{README_END}{after}", "utf-8")
+    update_readme(readme, results, quick_run)
+    text = readme.read_text("utf-8")
+    assert text.startswith(before + README_START) and text.endswith(README_END + after)
+    assert "old figures" not in text
+    assert "### Graph overhead" in text and "\n## Graph overhead" not in text
+    assert quick_run.name in text
+    other = tmp_path / "OTHER.md"
+    other.write_text("# Nothing to fill\n", "utf-8")
+    with pytest.raises(ValueError, match="no block"):
+        update_readme(other, results, quick_run)
