@@ -19,10 +19,14 @@ _MIX = np.uint64(_MIX_INT)
 _MASK = (1 << 64) - 1
 
 
+def cleaned(text: str) -> str:
+    """The text n-grams are taken from: normalised, spaces dropped."""
+    return normalize(text).replace(" ", "")
+
+
 def codepoints(text: str) -> NDArray[np.uint64]:
-    """Code points of the normalised text (spaces dropped)."""
-    cleaned = normalize(text).replace(" ", "")
-    return np.frombuffer(cleaned.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    """Code points of the cleaned text."""
+    return np.frombuffer(cleaned(text).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
 
 
 def hashed_ngrams(points: NDArray[np.uint64], n: int) -> NDArray[np.uint64]:
