@@ -40,6 +40,13 @@ class HashingEmbedderConfig(StrictConfig):
         "the corpus's average length: those are scaled to that norm instead (cosine-like).",
     )
 
+    ignore_question_phrases: bool = Field(
+        True,
+        description="Leave question phrases (何年, どこで, ですか, ...) out of query vectors: "
+        "rare in documents, they would weigh much yet say nothing about the topic. The "
+        "phrases ship with the package (deployments/lexical/question_phrases.json).",
+    )
+
     @model_validator(mode="after")
     def _one_weight_per_order(self) -> HashingEmbedderConfig:
         if len(self.order_weights) != len(self.ngram_orders):

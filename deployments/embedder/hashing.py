@@ -12,6 +12,7 @@ from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.protocol import EmbedderIdentity
 from deployments.lexical.bm25 import saturated_tf
 from deployments.lexical.ngrams import codepoints, distinct_ngrams, signed_slots
+from deployments.lexical.question_phrases import QuestionPhrases
 from deployments.lexical.stats import LexicalStats
 
 
@@ -22,18 +23,30 @@ class HashingEmbedder:
     a query vector, and ``sign * sqrt(weight * idf) * saturated_tf`` to a passage
     vector, so the inner product of the two is the weighted BM25 score of the passage
     (up to collisions, which signed hashing makes zero-mean). Queries are scaled to unit
-    length. Passages are all divided by one corpus-wide norm (``norm_cap`` times the
+    length, leaving out question phrases (see ``deployments.lexical.question_phrases``).
+    Passages are all divided by one corpus-wide norm (``norm_cap`` times the
     norm expected at the average passage length; a passage above it is divided by its
     own norm) and the last component tops them up to unit length; queries leave it at
     zero, so it changes no score.
     """
 
-    def __init__(self, config: HashingEmbedderConfig, stats: LexicalStats) -> None:
+    def __init__(
+        self,
+        config: HashingEmbedderConfig,
+        stats: LexicalStats,
+        question_phrases: QuestionPhrases | None = None,
+    ) -> None:
+        """``question_phrases`` default to the packaged ones where the config ignores them."""
         missing = set(config.ngram_orders) - set(stats.document_frequency)
         if missing:
             raise ValueError(f"the index has no statistics for n-gram orders {sorted(missing)}")
         self.config = config
         self.stats = stats
+        self.question_phrases = (
+            (question_phrases if question_phrases is not None else QuestionPhrases.load())
+            if config.ignore_question_phrases
+            else None
+        )
         self.passage_norm = max(config.norm_cap * self.expected_norm(stats.average_length), 1e-6)
 
     @property
@@ -49,6 +62,9 @@ class HashingEmbedder:
                 "k1": c.k1,
                 "b": c.b,
                 "norm_cap": c.norm_cap,
+                "question_phrases": (
+                    self.question_phrases.fingerprint() if self.question_phrases else None
+                ),
             },
         )
 
@@ -89,6 +105,9 @@ class HashingEmbedder:
         length_ratio = len(points) / max(self.stats.average_length, 1.0)
         for order, weight in zip(c.ngram_orders, c.order_weights, strict=True):
             hashes, tf = distinct_ngrams(points, order)
+            if not passage and self.question_phrases is not None:
+                topical = ~self.question_phrases.contains(order, hashes)
+                hashes, tf = hashes[topical], tf[topical]
             if len(hashes) == 0:
                 continue
             values = np.sqrt(weight * self.stats.idf_of(order, hashes))

@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import Field
 
 from deployments.config import StrictConfig
-from deployments.reranker.lexical_model import DEFAULT_WEIGHTS
+
+DEFAULT_WEIGHTS = Path(__file__).with_name("lexical_weights.json")
+"""Weights trained on JaQuAD by ``python -m serve.reranker_training``."""
 
 
 class LexicalRerankerConfig(StrictConfig):

@@ -8,14 +8,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deployments.lexical.features import FEATURE_NAMES, LexicalFeatures
+from deployments.lexical.linear_model import LinearModel
 from deployments.lexical.question_phrases import QuestionPhrases
 from deployments.lexical.stats import LexicalStats
 from deployments.reranker.config import LexicalRerankerConfig
-from deployments.reranker.lexical_model import LexicalRankingModel
 
 
 class LexicalReranker:
-    """Scores documents with ``LexicalRankingModel`` over ``LexicalFeatures``.
+    """Scores documents with ``LinearModel`` over ``LexicalFeatures``.
 
     Raw scores are comparable across queries; ``relevance`` is the model's calibrated
     probability that a document answers the query.
@@ -25,16 +25,11 @@ class LexicalReranker:
         self,
         config: LexicalRerankerConfig,
         stats: LexicalStats,
-        model: LexicalRankingModel | None = None,
+        model: LinearModel | None = None,
     ) -> None:
         self.config = config
-        self.model = model if model is not None else LexicalRankingModel.load(config.weights_file)
-        if self.model.features != FEATURE_NAMES:
-            raise ValueError(
-                f"the reranker weights were trained for features {list(self.model.features)}, "
-                f"this engine computes {list(FEATURE_NAMES)}: retrain them with "
-                "`python -m serve.reranker_training`"
-            )
+        self.model = model if model is not None else LinearModel.load(config.weights_file)
+        self.model.require_features(FEATURE_NAMES, "python -m serve.reranker_training")
         self.features = LexicalFeatures(stats, QuestionPhrases(self.model.question_phrases))
 
     @property

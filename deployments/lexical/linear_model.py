@@ -1,8 +1,9 @@
-"""The learned part of the lexical reranker: a linear scorer over lexical features,
-its calibration to a probability, and the question phrases its features ignore.
+"""A learned linear scorer over lexical features, its calibration to a probability,
+and the question phrases its features were computed without.
 
-Stored as a small JSON file; ``lexical_weights.json`` next to this module is the
-one trained on JaQuAD by ``python -m serve.reranker_training``.
+Stored as a small JSON file: the reranker's ``deployments/reranker/lexical_weights.json``
+(trained by ``python -m serve.reranker_training``) and the extractive generator's
+``deployments/generator/sentence_weights.json`` (``python -m serve.generator_training``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).with_name("lexical_weights.json")
 
 
 @dataclass(frozen=True)
-class LexicalRankingModel:
+class LinearModel:
     """``score = sum(weights * (features - mean) / scale)``;
     ``relevance = sigmoid(slope * score + intercept)``."""
 
@@ -34,6 +34,14 @@ class LexicalRankingModel:
     training: dict[str, Any] = field(default_factory=dict)
     """How the model was trained and how it scored on held-out questions."""
 
+    def require_features(self, expected: tuple[str, ...], retrain_hint: str) -> None:
+        """Fail unless the model was trained on exactly the ``expected`` features."""
+        if self.features != expected:
+            raise ValueError(
+                f"the model was trained on features {list(self.features)}, but the engine "
+                f"computes {list(expected)}: retrain it with `{retrain_hint}`"
+            )
+
     def __post_init__(self) -> None:
         size = len(self.features)
         for name in ("mean", "scale", "weights"):
@@ -44,7 +52,7 @@ class LexicalRankingModel:
         if self.slope <= 0:
             raise ValueError("slope must be positive, so that relevance grows with the score")
 
-    def score(self, features: NDArray[np.float32]) -> NDArray[np.float32]:
+    def score(self, features: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
         """(documents,) raw scores of a (documents, features) matrix."""
         standardized = (features - self.mean) / self.scale
         return np.asarray(standardized @ self.weights, dtype=np.float32)
@@ -70,10 +78,10 @@ class LexicalRankingModel:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LexicalRankingModel:
+    def from_json(cls, data: dict[str, Any]) -> LinearModel:
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(
-                f"unsupported lexical reranker weights format {data.get('format_version')!r}; "
+                f"unsupported linear model format {data.get('format_version')!r}; "
                 f"expected {FORMAT_VERSION}"
             )
         try:
@@ -88,21 +96,18 @@ class LexicalRankingModel:
                 training=dict(data.get("training", {})),
             )
         except (KeyError, TypeError) as error:
-            raise ValueError(f"malformed lexical reranker weights: {error!r}") from error
+            raise ValueError(f"malformed linear model: {error!r}") from error
 
     def save(self, path: Path) -> None:
         text = json.dumps(self.to_json(), ensure_ascii=False, indent=1)
         path.write_text(text + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_WEIGHTS) -> LexicalRankingModel:
+    def load(cls, path: Path) -> LinearModel:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as error:
-            raise FileNotFoundError(
-                f"lexical reranker weights {path} are missing: train them with "
-                "`python -m serve.reranker_training`"
-            ) from error
+            raise FileNotFoundError(f"model weights {path} are missing") from error
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON: {error.msg}") from error
         try:
