@@ -67,7 +67,9 @@ class JaquadCorpus:
     def first_stage(
         self, question_phrases: QuestionPhrases, queries: Sequence[str], top_k: int
     ) -> NDArray[np.int64]:
-        """(queries, top_k) passage rows found by the default embedder, best first."""
+        """(queries, top_k) passage rows found by the default embedder, best first
+        (``top_k`` at most the number of passages)."""
+        top_k = min(top_k, len(self.passages))
         embedder = HashingEmbedder(HashingEmbedderConfig(), self.stats, question_phrases)
         index = faiss.IndexFlatIP(embedder.config.dimension)
         for start in range(0, len(self.passages), 1024):
