@@ -39,7 +39,9 @@ FEATURE_NAMES: tuple[str, ...] = (
 WIDE_WINDOW = 96
 NARROW_WINDOW = 32
 MAX_QUERY_CHARS = 256
-"""Longer queries are cut: the match matrix grows with the query's length."""
+MAX_DOCUMENT_CHARS = 2048
+"""Longer queries and documents are cut (as a cross-encoder cuts its input): the match
+matrix has a row per query character and a column per document character."""
 _K1 = 1.2
 _B = 0.75
 
@@ -69,7 +71,9 @@ class LexicalFeatures:
         if len(points) == 0 or not documents:
             return out
         titles = [_title(d) for d in documents]
-        matches = QueryMatches.find(points, [codepoints(d) for d in documents], WIDE_WINDOW)
+        matches = QueryMatches.find(
+            points, [codepoints(d)[:MAX_DOCUMENT_CHARS] for d in documents], WIDE_WINDOW
+        )
         length_ratio = matches.lengths / max(self.stats.average_length, 1.0)
         feature: dict[str, NDArray[np.float32] | NDArray[np.float64]] = {}
 

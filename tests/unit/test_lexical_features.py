@@ -69,3 +69,8 @@ def test_empty_query_or_no_documents(extractor: LexicalFeatures) -> None:
     assert not extractor.extract("", ["富士山"]).any()
     assert extractor.extract("富士山", []).shape == (0, len(FEATURE_NAMES))
     assert np.isfinite(extractor.extract("?", ["富士山", ""])).all()
+
+
+def test_long_documents_are_cut(extractor: LexicalFeatures) -> None:
+    features = extractor.extract("富士山", ["富士山" + "あ" * 10_000])
+    assert column(features, "log_length")[0] == pytest.approx(math.log1p(2048))
