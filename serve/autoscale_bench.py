@@ -495,7 +495,7 @@ def print_report(
     )
     header = (
         f"{'stage':<10} {'min':>3} {'max':>3} {'target':>6} {'up delay':>8} {'down delay':>10} "
-        f"{'look-back':>9} {'metrics':>7} | {'replicas':>14} | "
+        f"{'look-back':>9} {'metrics':>7} | {'replicas':>18} | "
         f"{'step -> first added serving':>27} | {'load end -> back to min':>23}"
     )
     print(header, file=out)
@@ -506,7 +506,7 @@ def print_report(
             f"{stage.deployment:<10} {_fmt(s['min_replicas']):>3} {_fmt(s['max_replicas']):>3} "
             f"{_fmt(s['target_ongoing_requests']):>6} {_seconds(s['upscale_delay_s']):>8} "
             f"{_seconds(s['downscale_delay_s']):>10} {_seconds(s['look_back_period_s']):>9} "
-            f"{_seconds(s['metrics_interval_s']):>7} | {_replicas(stage):>14} | "
+            f"{_seconds(s['metrics_interval_s']):>7} | {_replicas(stage):>18} | "
             f"{_elapsed(stage.first_added_s, stage.peak > stage.initial):>27} | "
             f"{_scaled_down(stage):>23}",
             file=out,
