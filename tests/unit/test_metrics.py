@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 from fastapi.testclient import TestClient
 
 from deployments import metrics
@@ -106,8 +107,10 @@ def test_a_stage_call_is_counted_timed_and_its_error_typed(
 
 
 def test_the_generator_records_time_to_first_token_and_tokens(
-    recorded: dict[str, list[FakeMetric]],
+    recorded: dict[str, list[FakeMetric]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Outside a replica: asking Ray for the placement group would start a Ray instance.
+    monkeypatch.setattr(ray.util, "get_current_placement_group", lambda: None)
     generator = Generator(ExtractiveGeneratorConfig())
     request = GenerationRequest(messages=[ChatTurn("user", QUESTION)], passages=[])
 
@@ -121,6 +124,10 @@ def test_the_generator_records_time_to_first_token_and_tokens(
     (first_token,) = values(recorded, "jarag_time_to_first_token_seconds")
     (latency,) = values(recorded, "jarag_stage_latency_seconds", stage="generate")
     assert 0 <= first_token <= latency
+
+
+def test_no_ray_instance_was_started() -> None:
+    assert not ray.is_initialized()
 
 
 def test_endpoint_labels() -> None:
