@@ -108,6 +108,8 @@ class Sample:
     status: int
     """HTTP status; 0 when no response came."""
     degraded: bool = False
+    error: str = ""
+    """The start of the body of a response that is not 200."""
 
 
 @dataclass
@@ -160,6 +162,7 @@ class ClosedLoopLoad:
                         time.monotonic() - started,
                         response.status_code,
                         bool(response.headers.get("X-RAG-Degraded")),
+                        "" if response.ok else response.text[:300],
                     )
                 except requests.RequestException:
                     sample = Sample(started, time.monotonic() - started, 0)

@@ -35,4 +35,4 @@ def test_quick_run_reports_scale_up_scale_down_and_latency(cluster: LocalCluster
     assert after.concurrency > before.concurrency
     assert "machine:" in text and "versions:" in text
     assert "step -> first added serving" in text and "p99 ms" in text
-    assert any(len(nodes) > 1 for nodes in report.nodes.values())
+    assert set(report.nodes) == set(DRIVEN) and all(report.nodes.values())
