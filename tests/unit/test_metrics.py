@@ -111,7 +111,9 @@ def test_the_generator_records_time_to_first_token_and_tokens(
 ) -> None:
     # Outside a replica: asking Ray for the placement group would start a Ray instance.
     monkeypatch.setattr(ray.util, "get_current_placement_group", lambda: None)
+    connected = ray.is_initialized()
     generator = Generator(ExtractiveGeneratorConfig())
+    assert ray.is_initialized() == connected  # no Ray instance started for it
     request = GenerationRequest(messages=[ChatTurn("user", QUESTION)], passages=[])
 
     async def run() -> list[Any]:
@@ -124,10 +126,6 @@ def test_the_generator_records_time_to_first_token_and_tokens(
     (first_token,) = values(recorded, "jarag_time_to_first_token_seconds")
     (latency,) = values(recorded, "jarag_stage_latency_seconds", stage="generate")
     assert 0 <= first_token <= latency
-
-
-def test_no_ray_instance_was_started() -> None:
-    assert not ray.is_initialized()
 
 
 def test_endpoint_labels() -> None:
