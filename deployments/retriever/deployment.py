@@ -11,7 +11,9 @@ from numpy.typing import NDArray
 from ray import serve
 
 from deployments.health import probe
+from deployments.metrics import StageMetrics
 from deployments.passage import Hit
+from deployments.placement import replica_placement
 from deployments.retriever.config import IndexConfig, RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
 
@@ -30,10 +32,13 @@ class Retriever:
         )
         self._search_batch.set_max_batch_size(config.max_batch_size if config.batching else 1)
         self._search_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self.metrics = StageMetrics("retrieve")
 
     async def search(self, vector: NDArray[np.float32], top_k: int | None = None) -> list[Hit]:
         """The passages nearest one query vector; concurrent searches share a FAISS call."""
-        hits: list[Hit] = await self._search_batch(vector, top_k or self.engine.config.top_k)
+        with self.metrics.call():
+            hits: list[Hit] = await self._search_batch(vector, top_k or self.engine.config.top_k)
+        self.metrics.candidates(len(hits))
         return hits
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
@@ -53,6 +58,7 @@ class Retriever:
             "documents": m.num_documents,
             "faiss_factory": m.faiss_factory,
             "embedder": m.embedder.model,
+            "placement": replica_placement(),
         }
 
     async def check_health(self) -> None:
