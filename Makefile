@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_INDEX := indexes/demo
 DEMO_CORPUS := serve/demo/prefectures.jsonl
 
-.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability bench clean
+.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability cluster-test bench bench-autoscale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ integration: install-dev
 bench: install-dev
 	$(BIN)/jarag bench run --out bench-results --readme README.md
 
+# A multi-node Ray cluster on this machine (head + 3 nodes declaring GPUs): about 5 min.
+bench-autoscale: install-dev
+	$(BIN)/jarag bench autoscale
+
 test: lint browser-deps
 	$(BIN)/pytest
 
@@ -71,6 +75,12 @@ test: lint browser-deps
 # bad input, reloads) and prints a table of what happened; about 5 minutes.
 reliability: install-dev
 	$(BIN)/pytest tests/reliability
+
+# A multi-node Ray cluster on this machine (a head and three nodes that declare GPUs):
+# placement by GPU fraction, autoscaling across nodes, a node lost under load, metrics on
+# Ray's Prometheus endpoints, a serve deploy under load; about 5 minutes.
+cluster-test: install-dev
+	$(BIN)/pytest tests/cluster
 
 clean:
 	rm -rf $(VENV) indexes .pytest_cache .mypy_cache .ruff_cache

@@ -146,13 +146,19 @@ def evaluate_answers(
         )
         answer = asyncio.run(_collect(generator.generate(request)))
         prose = _CITATION.sub("", answer)
-        scores.contained.append(any(_squash(g) in _squash(prose) for g in question.answers))
+        scores.contained.append(contains_answer(prose, question.answers))
         scores.f1.append(max((char_f1(prose, g) for g in question.answers), default=0.0))
         scores.lengths.append(len(prose))
         scores.sentences.append(len(split_sentences(prose)))
         bar.update(1)
     bar.close()
     return scores
+
+
+def contains_answer(prose: str, answers: Sequence[str]) -> bool:
+    """Whether one of the gold ``answers`` occurs in ``prose``, after normalisation."""
+    squashed = _squash(prose)
+    return any(_squash(g) in squashed for g in answers)
 
 
 def char_f1(prediction: str, gold: str) -> float:

@@ -17,6 +17,7 @@ from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
 from deployments.health import probe
+from deployments.metrics import StageMetrics
 from deployments.placement import replica_placement
 from deployments.retriever.index_format import check_embedder, read_manifest
 
@@ -46,6 +47,7 @@ class Embedder:
         self.engine: EmbedderEngine = (engine_cls or create_embedder)(config, Path(index_dir))
         self._one_call_at_a_time = asyncio.Lock()
         self._gate = BatchGate()
+        self.metrics = StageMetrics("embed")
         manifest = read_manifest(Path(index_dir), verify=False)
         check_embedder(manifest, self.engine.identity, Path(index_dir))
         self._apply_batching()
@@ -61,21 +63,23 @@ class Embedder:
 
     async def embed_query(self, text: str) -> NDArray[np.float32]:
         """One query vector; concurrent calls are embedded together."""
-        vectors = await self._embed(_EmbedCall([text], "query"))
-        return np.asarray(vectors[0], dtype=np.float32)
+        with self.metrics.call():
+            vectors = await self._embed(_EmbedCall([text], "query"))
+            return np.asarray(vectors[0], dtype=np.float32)
 
     async def embed(self, texts: list[str], kind: TextKind) -> NDArray[np.float32]:
         """Vectors for several texts of one kind, batched in slices of ``max_batch_size``."""
-        if not texts:
-            return np.zeros((0, self.engine.identity.dimension), dtype=np.float32)
-        size = self.config.max_batch_size
-        parts = await asyncio.gather(
-            *(
-                self._embed(_EmbedCall(texts[i : i + size], kind))
-                for i in range(0, len(texts), size)
+        with self.metrics.call():
+            if not texts:
+                return np.zeros((0, self.engine.identity.dimension), dtype=np.float32)
+            size = self.config.max_batch_size
+            parts = await asyncio.gather(
+                *(
+                    self._embed(_EmbedCall(texts[i : i + size], kind))
+                    for i in range(0, len(texts), size)
+                )
             )
-        )
-        return np.concatenate(parts)
+            return np.concatenate(parts)
 
     async def _embed(self, call: _EmbedCall) -> NDArray[np.float32]:
         """Through the batch queue, or with batching off as one engine call of its own

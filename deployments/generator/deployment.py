@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from deployments.generator.protocol import (
     ManagedEngine,
 )
 from deployments.health import probe
+from deployments.metrics import StageMetrics
 from deployments.placement import replica_placement
 
 STARTED = GeneratedText(text="", tokens=0)
@@ -41,6 +43,7 @@ class Generator:
         )
         self._in_flight = 0
         self._cancelled = 0
+        self.metrics = StageMetrics("generate")
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
         """Called with ``handle.options(stream=True)``; yields pieces as they come.
@@ -49,16 +52,25 @@ class Generator:
         the engine's generation is then stopped (vLLM's request aborted by the engine's
         own cleanup) and counted in ``describe()``.
         """
+        started = time.perf_counter()
         yield STARTED
         self._in_flight += 1
+        first_text = False
+        tokens = 0
         try:
-            async for piece in self.engine.generate(request):
-                yield piece
+            with self.metrics.call():
+                async for piece in self.engine.generate(request):
+                    if not first_text and piece.text:
+                        first_text = True
+                        self.metrics.first_token(time.perf_counter() - started)
+                    tokens += piece.tokens
+                    yield piece
         except (asyncio.CancelledError, GeneratorExit):
             self._cancelled += 1
             raise
         finally:
             self._in_flight -= 1
+            self.metrics.tokens(tokens)
 
     async def generate_chunks(
         self, request: GenerationRequest

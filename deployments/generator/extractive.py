@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 
 from deployments.generator.config import ExtractiveGeneratorConfig
 from deployments.generator.protocol import FinishReason, GeneratedText, GenerationRequest
-from deployments.lexical.ngrams import codepoints, hashed_ngrams
-from deployments.text import split_sentences
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    passage_number: int
-    position: int
-    sentence: str
-    score: float
+from deployments.lexical.linear_model import LinearModel
+from deployments.lexical.ngrams import cleaned
+from deployments.lexical.question_phrases import QuestionPhrases
+from deployments.lexical.sentence_features import (
+    SENTENCE_FEATURE_NAMES,
+    CandidateSentence,
+    SentenceFeatures,
+    candidate_sentences,
+)
 
 
 class ExtractiveGenerator:
-    """Picks the sentences of the passages that share most with the question."""
+    """Answers with the sentence of the passages most likely to hold the answer, by a
+    linear model over ``SentenceFeatures``, plus up to ``max_sentences - 1`` others the
+    model finds nearly as likely; each is followed by the marker ``[n]`` of its passage,
+    in passage order. Says ``no_answer_message`` when the best sentence shares too
+    little with the question."""
 
-    def __init__(self, config: ExtractiveGeneratorConfig) -> None:
+    def __init__(self, config: ExtractiveGeneratorConfig, model: LinearModel | None = None) -> None:
         self.config = config
+        self.model = model if model is not None else LinearModel.load(config.weights_file)
+        self.model.require_features(SENTENCE_FEATURE_NAMES, "python -m serve.generator_training")
+        self.features = SentenceFeatures(QuestionPhrases(self.model.question_phrases))
 
     @property
     def model_name(self) -> str:
@@ -34,10 +39,34 @@ class ExtractiveGenerator:
 
     def answer(self, request: GenerationRequest) -> str:
         """The whole answer text, with citation markers."""
-        chosen = self._choose(request)
+        chosen = self.choose(request.question, [p.text for p in request.passages])
         if not chosen:
             return self.config.no_answer_message
-        return "".join(f"{c.sentence}[{c.passage_number}]" for c in chosen)
+        return "".join(f"{c.text}[{c.passage_number}]" for c in chosen)
+
+    def choose(self, question: str, passages: Sequence[str]) -> list[CandidateSentence]:
+        """The sentences of the answer, in passage order; empty when none is relevant."""
+        sentences = candidate_sentences(passages)
+        if not sentences:
+            return []
+        scores = self.model.score(self.features.extract(question, sentences))
+        order = np.argsort(-scores, kind="stable")
+        best = sentences[int(order[0])]
+        if self.question_share(question, best.text) < self.config.min_score:
+            return []
+        chosen = [best]
+        for index in order[1 : self.config.max_sentences]:
+            if np.exp(scores[index] - scores[order[0]]) < self.config.second_sentence_ratio:
+                break
+            chosen.append(sentences[int(index)])
+        return sorted(chosen, key=lambda s: (s.passage_number, s.position))
+
+    def question_share(self, question: str, sentence: str) -> float:
+        """Share of the question's bigrams, question phrases left out, in ``sentence``."""
+        asked = self.features.topical_ngrams(cleaned(question), 2)
+        if not asked:
+            return 0.0
+        return len(asked & self.features.topical_ngrams(cleaned(sentence), 2)) / len(asked)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
         text = self.answer(request)
@@ -50,21 +79,3 @@ class ExtractiveGenerator:
             last = index == min(limit, len(pieces)) - 1
             finish: FinishReason = "stop" if limit >= len(pieces) else "length"
             yield GeneratedText(text=piece, finish_reason=finish if last else None)
-
-    def _choose(self, request: GenerationRequest) -> list[_Candidate]:
-        question = _ngram_set(request.question)
-        if not question:
-            return []
-        candidates: list[_Candidate] = []
-        for number, passage in enumerate(request.passages, start=1):
-            for position, sentence in enumerate(split_sentences(passage.text)):
-                overlap = len(question & _ngram_set(sentence)) / len(question)
-                candidates.append(_Candidate(number, position, sentence, overlap))
-        candidates = [c for c in candidates if c.score >= self.config.min_score]
-        candidates.sort(key=lambda c: (-c.score, c.passage_number, c.position))
-        best = candidates[: self.config.max_sentences]
-        return sorted(best, key=lambda c: (c.passage_number, c.position))
-
-
-def _ngram_set(text: str) -> set[int]:
-    return {int(h) for h in np.unique(hashed_ngrams(codepoints(text), 2))}

@@ -15,8 +15,10 @@ from deployments.ingress.config import IngressConfig
 from deployments.ingress.embeddings import router as embeddings
 from deployments.ingress.errors import install_error_handlers
 from deployments.ingress.models import ModelCatalog
+from deployments.ingress.request_metrics import RequestMetricsMiddleware
 from deployments.ingress.rerank import router as rerank
 from deployments.ingress.stages import StageClient
+from deployments.metrics import IngressMetrics
 
 API_DESCRIPTION = (
     "Japanese retrieval-augmented chat (OpenAI-compatible, with sources) and the embedding, "
@@ -24,17 +26,23 @@ API_DESCRIPTION = (
 )
 
 
-def create_app(stages: StageClient, config: IngressConfig) -> FastAPI:
+def create_app(
+    stages: StageClient, config: IngressConfig, metrics: IngressMetrics | None = None
+) -> FastAPI:
+    """``metrics`` receives what the app records (a test passes its own)."""
     app = FastAPI(title="ja-rag-serve", description=API_DESCRIPTION, version="0.1.0")
     catalog = ModelCatalog(stages, config)
+    metrics = metrics or IngressMetrics()
     app.state.config = config
     app.state.stages = stages
     app.state.catalog = catalog
-    app.state.chat = ChatService(stages, config, catalog)
+    app.state.metrics = metrics
+    app.state.chat = ChatService(stages, config, catalog, metrics)
     for module in (chat, embeddings, rerank, models, health, ui):
         app.include_router(module.router)
     install_error_handlers(app)
-    # Outermost last: CORS (answers preflights), then API keys, then the body limit.
+    # Outermost last: metrics (sees every response), CORS (answers preflights), then API
+    # keys, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.auth.enabled:
         keys = config.auth.resolve_keys()
@@ -50,4 +58,5 @@ def create_app(stages: StageClient, config: IngressConfig) -> FastAPI:
             expose_headers=["Retry-After", DEGRADED_HEADER],
             max_age=cors.max_age_s,
         )
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from deployments.ingress.errors import error_body
+from deployments.ingress.errors import error_body, note_error_type
 
 
 def route_path(scope: Scope) -> str:
@@ -39,6 +39,7 @@ class APIKeyMiddleware:
             return
         body = error_body(401, "a valid API key is required: Authorization: Bearer <key>")
         body["error"]["code"] = "invalid_api_key"
+        note_error_type(scope, "invalid_api_key")
         response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deployments.ingress.errors import error_body
+from deployments.ingress.errors import error_body, note_error_type
 
 
 class BodyLimitMiddleware:
@@ -48,5 +48,6 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"the request body is larger than {self.max_bytes} bytes"
+        note_error_type(scope, "request_too_large")
         response = JSONResponse(error_body(413, message, "request_too_large"), status_code=413)
         await response(scope, receive, send)

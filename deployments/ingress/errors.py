@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.deadline import DeadlineExceeded
@@ -63,30 +64,52 @@ def error_body(
     }
 
 
+_ERROR_TYPE = "jarag_error_type"
+"""Key in the request's ``scope["state"]`` (Starlette's ``request.state``)."""
+
+
+def note_error_type(scope: Scope, error_type: str | None) -> None:
+    """Names the error a response reports (its ``code``), for the error metric."""
+    if error_type:
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state[_ERROR_TYPE] = error_type
+
+
+def noted_error_type(scope: Scope) -> str | None:
+    state = scope.get("state") or {}
+    noted = state.get(_ERROR_TYPE)
+    return str(noted) if noted else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def api_error(_: Request, error: APIError) -> JSONResponse:
+    async def api_error(request: Request, error: APIError) -> JSONResponse:
+        note_error_type(request.scope, error.code)
         body = error_body(error.status, error.message, error.code, error.param)
         return JSONResponse(body, status_code=error.status, headers=error.headers)
 
     @app.exception_handler(StageOverloaded)
     async def overloaded(request: Request, error: StageOverloaded) -> JSONResponse:
+        note_error_type(request.scope, "overloaded")
         body = error_body(error.status, str(error), "overloaded")
         headers = {"Retry-After": retry_after(request, error.retry_after_s)}
         return JSONResponse(body, status_code=error.status, headers=headers)
 
     @app.exception_handler(StageUnavailable)
     async def unavailable(request: Request, error: StageUnavailable) -> JSONResponse:
+        note_error_type(request.scope, "stage_unavailable")
         logger.warning("%s", error)
         body = error_body(503, str(error), "stage_unavailable")
         return JSONResponse(body, status_code=503, headers={"Retry-After": retry_after(request)})
 
     @app.exception_handler(DeadlineExceeded)
-    async def deadline_exceeded(_: Request, error: DeadlineExceeded) -> JSONResponse:
+    async def deadline_exceeded(request: Request, error: DeadlineExceeded) -> JSONResponse:
+        note_error_type(request.scope, "deadline_exceeded")
         return JSONResponse(error_body(504, str(error), "deadline_exceeded"), status_code=504)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        note_error_type(request.scope, "invalid_request")
         problems = [_describe(problem) for problem in error.errors()[:10]]
         body = error_body(400, "invalid request: " + "; ".join(problems), "invalid_request")
         return JSONResponse(body, status_code=400)

@@ -174,13 +174,11 @@ class GraphStages:
         raise AssertionError("unreachable")
 
     async def retrieve(self, query: str, top_k: int | None) -> list[Hit]:
-        def send() -> tuple[Any, ...]:
-            # The embedder's response is handed to the retriever unresolved: Serve
-            # passes the vector from replica to replica without a trip through here.
-            vector = self._handles["embedder"].embed_query.remote(query)
-            return vector, self._handles["retriever"].search.remote(vector, top_k)
-
-        hits: list[Hit] = await self._call("retriever", send)
+        embedder, retriever = self._handles["embedder"], self._handles["retriever"]
+        vector = await self._call("embedder", lambda: (embedder.embed_query.remote(query),))
+        hits: list[Hit] = await self._call(
+            "retriever", lambda: (retriever.search.remote(vector, top_k),)
+        )
         return hits
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int | None) -> list[Hit]:

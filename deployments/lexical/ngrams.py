@@ -19,10 +19,14 @@ _MIX = np.uint64(_MIX_INT)
 _MASK = (1 << 64) - 1
 
 
+def cleaned(text: str) -> str:
+    """The text n-grams are taken from: normalised, spaces dropped."""
+    return normalize(text).replace(" ", "")
+
+
 def codepoints(text: str) -> NDArray[np.uint64]:
-    """Code points of the normalised text (spaces dropped)."""
-    cleaned = normalize(text).replace(" ", "")
-    return np.frombuffer(cleaned.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    """Code points of the cleaned text."""
+    return np.frombuffer(cleaned(text).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
 
 
 def hashed_ngrams(points: NDArray[np.uint64], n: int) -> NDArray[np.uint64]:
@@ -47,3 +51,25 @@ def bucket_counts(
     ids = (hashes % np.uint64(buckets)).astype(np.int64)
     unique, counts = np.unique(ids, return_counts=True)
     return unique, counts.astype(np.int64)
+
+
+def distinct_ngrams(
+    points: NDArray[np.uint64], n: int
+) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """The distinct n-gram hashes of ``points`` (sorted) and how often each occurs."""
+    unique, counts = np.unique(hashed_ngrams(points, n), return_counts=True)
+    return unique, counts.astype(np.int64)
+
+
+def signed_slots(
+    hashes: NDArray[np.uint64], size: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Position in a vector of ``size`` and a sign of +1 or -1 for each n-gram hash.
+
+    Both come from bits above those that pick a statistics bucket (the low 22), so
+    n-grams that share a position are no likelier than chance to share a sign:
+    collisions add zero-mean noise to inner products instead of a positive bias.
+    """
+    signs = np.where((hashes >> np.uint64(23)) & np.uint64(1), 1.0, -1.0).astype(np.float32)
+    positions = ((hashes >> np.uint64(24)) % np.uint64(size)).astype(np.int64)
+    return positions, signs

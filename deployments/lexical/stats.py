@@ -48,6 +48,19 @@ class LexicalStats:
         n = float(self.num_documents)
         return np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
 
+    def idf_of(self, order: int, hashes: NDArray[np.uint64]) -> NDArray[np.float32]:
+        """BM25's inverse document frequency of n-grams given by their 64-bit hashes."""
+        return self.idf(order, (hashes % np.uint64(STATS_BUCKETS)).astype(np.int64))
+
+    def mean_document_idf(self, order: int) -> float:
+        """Average IDF of the distinct n-grams of a document, over the corpus."""
+        df = self.document_frequency[order]
+        seen = np.flatnonzero(df)
+        if len(seen) == 0:
+            return 0.0
+        weights = df[seen].astype(np.float64)
+        return float(np.sum(weights * self.idf(order, seen)) / np.sum(weights))
+
     def save(self, directory: Path) -> Path:
         path = directory / LEXICAL_STATS_FILE
         arrays: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, Tag
@@ -10,15 +11,28 @@ from deployments.batching import BatchingSettings
 from deployments.config import backend_discriminator
 from deployments.torch_runtime import Device, DType
 
+DEFAULT_WEIGHTS = Path(__file__).with_name("lexical_weights.json")
+"""Weights trained on JaQuAD by ``python -m serve.reranker_training``."""
+
 
 class LexicalRerankerConfig(BatchingSettings):
-    """Built-in reranker: a lexical relevance model over character n-gram features."""
+    """Built-in reranker: a linear model over lexical features (BM25 of character n-grams,
+    coverage, proximity, longest match, content words, title), trained on JaQuAD."""
 
     backend: Literal["lexical"] = Field("lexical", description="Selects this engine.")
+    weights_path: str | None = Field(
+        None,
+        description="JSON weights written by `python -m serve.reranker_training`; "
+        "default: the weights shipped with the package.",
+    )
     top_n: int = Field(5, ge=1, le=100, description="Passages kept for the generator.")
     max_batch_size: int = Field(
         256, ge=1, le=4096, description="Most (query, document) pairs scored in one engine call."
     )
+
+    @property
+    def weights_file(self) -> Path:
+        return Path(self.weights_path).expanduser() if self.weights_path else DEFAULT_WEIGHTS
 
 
 class CrossEncoderRerankerConfig(BatchingSettings):

@@ -13,6 +13,7 @@ from ray import serve
 
 from deployments.batching import BatchGate, with_batching
 from deployments.health import probe
+from deployments.metrics import StageMetrics
 from deployments.passage import Hit
 from deployments.placement import replica_placement
 from deployments.reranker.config import RerankerConfig
@@ -41,6 +42,7 @@ class Reranker:
         self.engine: RerankerEngine = (engine_cls or create_reranker)(config, Path(index_dir))
         self._one_call_at_a_time = asyncio.Lock()
         self._gate = BatchGate()
+        self.metrics = StageMetrics("rerank")
         self._apply_batching()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -54,11 +56,23 @@ class Reranker:
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int | None = None) -> list[Hit]:
         """``hits`` best first by reranker score, cut to ``top_n``, scores attached."""
-        scores = await self.score(query, [h.passage.document_text for h in hits])
+        with self.metrics.call():
+            scores = await self._score_documents(query, [h.passage.document_text for h in hits])
+        self._record_top(scores)
         return rank_hits(hits, scores, top_n or self.config.top_n)
 
     async def score(self, query: str, documents: list[str]) -> RerankScores:
         """Scores of each document for ``query``, in input order."""
+        with self.metrics.call():
+            scores = await self._score_documents(query, documents)
+        self._record_top(scores)
+        return scores
+
+    def _record_top(self, scores: RerankScores) -> None:
+        if len(scores.relevance):
+            self.metrics.top_score(float(np.max(scores.relevance)))
+
+    async def _score_documents(self, query: str, documents: list[str]) -> RerankScores:
         if not documents:
             empty = np.zeros(0, dtype=np.float32)
             return RerankScores(empty, empty)

@@ -47,6 +47,6 @@ class RetrieverConfig(BatchingSettings):
         description="Exact (Flat) distances of a call with at least this many queries are "
         "computed as one matrix product (BLAS), which reads the stored vectors once for the "
         "whole batch; fewer queries are scanned one at a time. FAISS's own rule (queries x "
-        "dimension >= 128,000) scanned batches of up to 31 queries at 4,096 dimensions one "
-        "at a time, which made batched search no faster than unbatched.",
+        "dimension >= 128,000) scans batches of up to 15 queries at 8,192 dimensions (31 at "
+        "4,096) one at a time, which makes batched search no faster than unbatched.",
     )

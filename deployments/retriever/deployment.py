@@ -12,7 +12,9 @@ from ray import serve
 
 from deployments.batching import BatchGate, with_batching
 from deployments.health import probe
+from deployments.metrics import StageMetrics
 from deployments.passage import Hit
+from deployments.placement import replica_placement
 from deployments.retriever.config import IndexConfig, RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
 
@@ -31,6 +33,7 @@ class Retriever:
             Path(index_dir), config, verify_checksums=index.verify_checksums
         )
         self._gate = BatchGate()
+        self.metrics = StageMetrics("retrieve")
         self._apply_batching()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -45,8 +48,10 @@ class Retriever:
 
     async def search(self, vector: NDArray[np.float32], top_k: int | None = None) -> list[Hit]:
         """The passages nearest one query vector; concurrent searches share a FAISS call."""
-        await self._gate.wait()
-        hits: list[Hit] = await self._search_batch(vector, top_k or self.engine.config.top_k)
+        with self.metrics.call():
+            await self._gate.wait()
+            hits: list[Hit] = await self._search_batch(vector, top_k or self.engine.config.top_k)
+        self.metrics.candidates(len(hits))
         return hits
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
@@ -67,6 +72,7 @@ class Retriever:
             "documents": m.num_documents,
             "faiss_factory": m.faiss_factory,
             "embedder": m.embedder.model,
+            "placement": replica_placement(),
         }
 
     async def check_health(self) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from serve import autoscale_bench
 from serve.bench.model_batching import BatchingBenchmark, run
 from serve.bench.report import README_END, README_START
 from serve.bench.scale import ScaleSettings
@@ -66,6 +67,7 @@ def register(commands: Any) -> None:
         "--quick", action="store_true", help="a few seconds with the tiny model (a smoke test)"
     )
     batching.set_defaults(run=_batching)
+    _register_autoscale(bench_commands)
 
 
 def _batching(args: argparse.Namespace) -> int:
@@ -186,3 +188,71 @@ def _suite(args: argparse.Namespace) -> int:
             scale=ScaleSettings(sizes=tuple(args.scale_sizes)),
         )
     return launch(settings)
+
+
+def _register_autoscale(bench_commands: Any) -> None:
+    autoscale = bench_commands.add_parser(
+        "autoscale",
+        help="on a multi-node local cluster: time from a load step to the first added "
+        "replica serving and from the load's end to the scale-down, per stage, and the "
+        "end-to-end latency before, during and after the scale-up",
+        description="Starts a local Ray cluster (a head without GPUs and worker nodes that "
+        "declare GPUs), deploys the graph with serve_config.yaml's resource shape and the "
+        "built-in stages (Embedder and Reranker paced to a fixed time per item), steps a "
+        "loopback load up and stops it, and prints what the autoscaler did.",
+    )
+    full, quick = autoscale_bench.AutoscaleBenchmark(), autoscale_bench.QUICK
+    autoscale.add_argument(
+        "--serve-config",
+        type=Path,
+        default=full.serve_config,
+        help="Serve config whose deployments: section (GPU fractions, autoscaling) to use",
+    )
+    autoscale.add_argument(
+        "--workers", type=int, help=f"GPU worker nodes (default {full.shape.gpu_workers})"
+    )
+    autoscale.add_argument(
+        "--heavy",
+        type=int,
+        help=f"requests in flight after the step (default {full.heavy_concurrency}; "
+        f"{quick.heavy_concurrency} with --quick)",
+    )
+    autoscale.add_argument(
+        "--hold",
+        type=float,
+        help=f"seconds of load after the scale-up (default {full.after_s:g}; "
+        f"{quick.after_s:g} with --quick)",
+    )
+    autoscale.add_argument(
+        "--item-ms",
+        type=float,
+        help="stand-in model time per embedded text and per rerank request (default "
+        f"{full.embed_seconds_per_text * 1000:g}; {quick.embed_seconds_per_text * 1000:g} "
+        "with --quick)",
+    )
+    autoscale.add_argument(
+        "--quick",
+        action="store_true",
+        help="delays of a few seconds instead of serve_config.yaml's (about a minute; the "
+        "test suite's smoke run)",
+    )
+    autoscale.set_defaults(run=_autoscale)
+
+
+def _autoscale(args: argparse.Namespace) -> int:
+    settings = autoscale_bench.QUICK if args.quick else autoscale_bench.AutoscaleBenchmark()
+    settings = dataclasses.replace(settings, serve_config=args.serve_config)
+    if args.workers is not None:
+        shape = dataclasses.replace(settings.shape, gpu_workers=args.workers)
+        settings = dataclasses.replace(settings, shape=shape)
+    if args.heavy is not None:
+        settings = dataclasses.replace(settings, heavy_concurrency=args.heavy)
+    if args.hold is not None:
+        settings = dataclasses.replace(settings, after_s=args.hold)
+    if args.item_ms is not None:
+        seconds = args.item_ms / 1000
+        settings = dataclasses.replace(
+            settings, embed_seconds_per_text=seconds, rerank_seconds_per_request=seconds
+        )
+    autoscale_bench.run(settings, sys.stdout)
+    return 0

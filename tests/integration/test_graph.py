@@ -10,6 +10,7 @@ import pytest
 import requests
 from ray import serve
 
+from deployments.embedder.config import HashingEmbedderConfig
 from tests.support import demo_questions, parse_sse
 
 pytestmark = pytest.mark.integration
@@ -106,7 +107,7 @@ def test_openai_client_embeddings_models_and_errors(demo_graph: str) -> None:
     embedding_model = next(name for name, kind in models.items() if kind == "embedding")
     result = client.embeddings.create(model=embedding_model, input=["札幌市", "那覇市"])
     vectors = np.array([d.embedding for d in result.data])
-    assert vectors.shape == (2, 4096)
+    assert vectors.shape == (2, HashingEmbedderConfig().dimension)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])

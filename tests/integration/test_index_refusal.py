@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from ray import serve
 
+from deployments.embedder.config import HashingEmbedderConfig
 from serve.app import build_app
 from tests.integration.conftest import ServeCluster
 
@@ -23,6 +24,7 @@ def test_mismatched_embedder_fails_the_deploy_with_the_reason(
         status = serve.status().applications["mismatch"]
         assert status.status == "DEPLOY_FAILED"
         message = status.deployments["Embedder"].message
-        assert "different embedder" in message and "dimension: 4096 != 2048" in message
+        expected = f"dimension: {HashingEmbedderConfig().dimension} != 2048"
+        assert "different embedder" in message and expected in message
     finally:
         serve.delete("mismatch")

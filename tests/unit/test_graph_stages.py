@@ -130,8 +130,11 @@ def test_a_full_stage_is_shed_at_once_with_its_retry_after() -> None:
     assert len(score.sent) == 1
 
 
-def test_retrieval_resends_embedding_and_search_together() -> None:
-    embed = FakeMethod([answer("vector")])
+def test_retrieval_resends_only_the_call_whose_replica_died() -> None:
+    # The vector comes back to the ingress before the search is sent: passing the
+    # embedder's unresolved response on to the retriever left the search waiting until
+    # the request's deadline when the embedder's node died (tests/cluster).
+    embed = FakeMethod([fail(ActorDiedError()), answer("vector")])
     search = FakeMethod([fail(RayServeException("upstream died")), answer(["hit"])])
     client = stages(embedder=FakeHandle(embed_query=embed), retriever=FakeHandle(search=search))
     assert asyncio.run(client.retrieve("q", 5)) == ["hit"]
@@ -139,16 +142,19 @@ def test_retrieval_resends_embedding_and_search_together() -> None:
 
 
 def test_a_cancelled_call_cancels_its_serve_requests() -> None:
-    embed = FakeMethod([answer("hang")])
-    search = FakeMethod([answer("hang")])
-    client = stages(embedder=FakeHandle(embed_query=embed), retriever=FakeHandle(search=search))
+    for embed_outcome, search_outcome in (("hang", "hang"), ("vector", "hang")):
+        embed = FakeMethod([answer(embed_outcome)])
+        search = FakeMethod([answer(search_outcome)])
+        client = stages(embedder=FakeHandle(embed_query=embed), retriever=FakeHandle(search=search))
 
-    async def scenario() -> None:
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(client.retrieve("q", 5), 0.05)
+        async def scenario(client: GraphStages = client) -> None:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.retrieve("q", 5), 0.05)
 
-    asyncio.run(scenario())
-    assert embed.sent[0].cancelled and search.sent[0].cancelled
+        asyncio.run(scenario())
+        waiting = embed if embed_outcome == "hang" else search
+        assert len(waiting.sent) == 1 and waiting.sent[0].cancelled
+        assert len(search.sent) == (embed_outcome != "hang")
 
 
 def stream(*pieces: Any) -> Callable[[], FakeResponse]:

@@ -119,7 +119,10 @@ def test_index_of_another_embedder_is_refused(tiny_index: Path) -> None:
     other = HashingEmbedder(
         HashingEmbedderConfig(dimension=512), LexicalStats.load(version_dir)
     ).identity
-    with pytest.raises(InvalidIndexError, match=r"different embedder.*dimension: 4096 != 512"):
+    default_dimension = HashingEmbedderConfig().dimension
+    with pytest.raises(
+        InvalidIndexError, match=rf"different embedder.*dimension: {default_dimension} != 512"
+    ):
         check_embedder(manifest, other, version_dir)
     same = HashingEmbedder(HashingEmbedderConfig(), LexicalStats.load(version_dir)).identity
     check_embedder(manifest, same, version_dir)

@@ -31,6 +31,7 @@ from deployments.ingress.deadline import Deadline, DeadlineExceeded, StageTimeou
 from deployments.ingress.errors import APIError, error_body
 from deployments.ingress.models import ModelCatalog
 from deployments.ingress.stages import StageClient, StageOverloaded, StageUnavailable
+from deployments.metrics import IngressMetrics
 from deployments.passage import Hit
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,17 @@ class Answer:
 
 
 class ChatService:
-    def __init__(self, stages: StageClient, config: IngressConfig, catalog: ModelCatalog) -> None:
+    def __init__(
+        self,
+        stages: StageClient,
+        config: IngressConfig,
+        catalog: ModelCatalog,
+        metrics: IngressMetrics | None = None,
+    ) -> None:
         self.stages = stages
         self.config = config
         self.catalog = catalog
+        self.metrics = metrics or IngressMetrics()
 
     async def prepare(self, request: ChatCompletionRequest, deadline: Deadline) -> PreparedChat:
         """Validate the request and run retrieval; raises APIError for bad input.
@@ -101,6 +109,7 @@ class ChatService:
                     )
                 except (StageTimeout, StageUnavailable, StageOverloaded) as error:
                     logger.warning("answering without the reranker: %s", error)
+                    self.metrics.degraded("reranker")
                     hits = candidates[: options.top_n or self.config.fallback_top_n]
                     degraded.append("reranker")
                     notices.append(f"{error}; the sources are in the retriever's order")
@@ -145,6 +154,7 @@ class ChatService:
                     return Answer(head, pieces)
         except (StageTimeout, StageUnavailable) as error:
             logger.warning("answering without the generator: %s", error)
+            self.metrics.degraded("generator")
             await _close(pieces)
             return Answer([], None, str(error))
         except BaseException:
@@ -162,6 +172,7 @@ class ChatService:
                     if attempt < self.config.stage_retries:
                         logger.warning("generator: a replica was lost mid-answer; retrying")
                         continue
+                    self.metrics.degraded("generator")
                     answer = Answer([], None, str(error))
                 else:
                     answer.head.extend(rest)
@@ -231,6 +242,7 @@ class ChatService:
                 else (503, "stage_unavailable")
             )
             logger.warning("stream %s ended early: %s", chat.completion_id, error)
+            self.metrics.error(code)
             yield sse_event(error_body(status, str(error), code))
             yield SSE_DONE
             return

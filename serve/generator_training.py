@@ -1,0 +1,227 @@
+"""Training of the extractive generator's sentence scorer on JaQuAD (never on JSQuAD,
+the benchmark of record).
+
+Each training question is run through the built-in first stage and the packaged
+reranker, as in serving; the sentences of its top passages, those containing a gold
+answer as positives, train a linear model over ``SentenceFeatures`` with a listwise
+(softmax) loss. Every tenth article is held out; the report gives, for several
+``second_sentence_ratio`` settings, how often the answer holds a gold answer, its
+character F1 and its length. Run ``serve.reranker_training`` first: this uses its
+question phrases and weights.
+
+    python -m serve.generator_training --jaquad ../shared/data/jaquad
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from deployments.generator.config import DEFAULT_SENTENCE_WEIGHTS, ExtractiveGeneratorConfig
+from deployments.generator.extractive import ExtractiveGenerator
+from deployments.lexical.linear_model import LinearModel
+from deployments.lexical.question_phrases import QuestionPhrases
+from deployments.lexical.sentence_features import (
+    SENTENCE_FEATURE_NAMES,
+    SentenceFeatures,
+    candidate_sentences,
+)
+from deployments.reranker.config import LexicalRerankerConfig
+from deployments.reranker.lexical import LexicalReranker
+from serve.corpus import Question
+from serve.evaluation import char_f1, contains_answer
+from serve.jaquad_training import JaquadCorpus, Reporter, fit_calibration, fit_listwise
+
+
+@dataclass(frozen=True)
+class GeneratorTrainingSettings:
+    top_k: int = 50
+    """First-stage candidates reranked per question."""
+    top_n: int = 5
+    """Reranked passages the generator answers from."""
+    max_train_questions: int = 6_000
+    held_out_every: int = 10
+    iterations: int = 500
+    learning_rate: float = 0.05
+    l2: float = 1e-3
+    seed: int = 0
+    reported_ratios: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 1.0)
+    """``second_sentence_ratio`` values whose held-out answer quality is reported."""
+
+
+@dataclass(frozen=True)
+class GeneratorTrainingReport:
+    train_questions: int
+    held_out_questions: int
+    answers: dict[str, dict[str, float]]
+    """Held-out containment, character F1 and mean length per ``second_sentence_ratio``."""
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Request:
+    question: Question
+    passages: list[str]
+    """Texts of the top reranked passages, best first."""
+
+
+def train_sentence_scorer(
+    jaquad_files: Sequence[Path],
+    out: Path,
+    settings: GeneratorTrainingSettings = GeneratorTrainingSettings(),
+    progress: bool = True,
+) -> GeneratorTrainingReport:
+    """Train the generator's sentence scorer on the JaQuAD files, write it to ``out``."""
+    started = time.monotonic()
+    say = Reporter(progress)
+    corpus = JaquadCorpus.load(jaquad_files, settings.held_out_every)
+    train = corpus.sample_training(settings.max_train_questions, settings.seed)
+    held_out = corpus.held_out
+    phrases = QuestionPhrases.load()
+    reranker = LexicalReranker(LexicalRerankerConfig(), corpus.stats)
+    rows = corpus.first_stage(phrases, [q.question for q in train + held_out], settings.top_k)
+    requests = [
+        _Request(question, _top_passages(corpus, reranker, question, found, settings.top_n))
+        for question, found in zip(
+            train + held_out, tqdm(rows, desc="reranking", disable=not progress), strict=True
+        )
+    ]
+    say(f"{len(train)} training and {len(held_out)} held-out questions reranked")
+
+    features, labels, valid = _sentence_lists(SentenceFeatures(phrases), requests[: len(train)])
+    mean, scale, weights = fit_listwise(
+        features,
+        labels,
+        valid,
+        iterations=settings.iterations,
+        learning_rate=settings.learning_rate,
+        l2=settings.l2,
+    )
+    unscaled = LinearModel(SENTENCE_FEATURE_NAMES, mean, scale, weights, 1.0, 0.0)
+    slope, intercept = fit_calibration(unscaled.score(features[valid]), labels[valid])
+    model = LinearModel(
+        SENTENCE_FEATURE_NAMES, mean, scale, weights, slope, intercept, phrases.phrases
+    )
+    answers = {
+        f"second_sentence_ratio={ratio}": _answer_quality(
+            ExtractiveGenerator(ExtractiveGeneratorConfig(second_sentence_ratio=ratio), model),
+            requests[len(train) :],
+        )
+        for ratio in settings.reported_ratios
+    }
+    report = GeneratorTrainingReport(
+        train_questions=len(train),
+        held_out_questions=len(held_out),
+        answers=answers,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    model = LinearModel(
+        SENTENCE_FEATURE_NAMES,
+        mean,
+        scale,
+        weights,
+        slope,
+        intercept,
+        phrases.phrases,
+        training={
+            "data": "JaQuAD v0.1.0 train split: " + ", ".join(f.name for f in corpus.files),
+            "settings": asdict(settings),
+            "held_out": answers,
+        },
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    for setting, row in answers.items():
+        say(f"held out, {setting}: {row}")
+    say(f"weights written to {out} ({report.seconds:.0f} s)")
+    return report
+
+
+def _top_passages(
+    corpus: JaquadCorpus,
+    reranker: LexicalReranker,
+    question: Question,
+    rows: NDArray[np.int64],
+    top_n: int,
+) -> list[str]:
+    found = [corpus.passages[int(r)] for r in rows]
+    scores = reranker.score(question.question, [p.document_text for p in found])
+    return [found[int(i)].text for i in np.argsort(-scores, kind="stable")[:top_n]]
+
+
+def _sentence_lists(
+    extractor: SentenceFeatures, requests: Sequence[_Request]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_]]:
+    """Features (requests, sentences, features) padded to the longest list, labels
+    (the sentence holds a gold answer) and which entries are real sentences."""
+    lists = []
+    for request in requests:
+        sentences = candidate_sentences(request.passages)
+        lists.append(
+            (
+                extractor.extract(request.question.question, sentences),
+                [contains_answer(s.text, request.question.answers) for s in sentences],
+            )
+        )
+    longest = max((len(f) for f, _ in lists), default=0)
+    features = np.zeros((len(lists), longest, len(SENTENCE_FEATURE_NAMES)))
+    labels = np.zeros((len(lists), longest), dtype=bool)
+    valid = np.zeros((len(lists), longest), dtype=bool)
+    for i, (f, y) in enumerate(lists):
+        features[i, : len(f)] = f
+        labels[i, : len(y)] = y
+        valid[i, : len(y)] = True
+    return features, labels, valid
+
+
+def _answer_quality(
+    generator: ExtractiveGenerator, requests: Sequence[_Request]
+) -> dict[str, float]:
+    contained, f1, lengths = [], [], []
+    for request in requests:
+        chosen = generator.choose(request.question.question, request.passages)
+        prose = "".join(s.text for s in chosen) or generator.config.no_answer_message
+        contained.append(contains_answer(prose, request.question.answers))
+        f1.append(max((char_f1(prose, g) for g in request.question.answers), default=0.0))
+        lengths.append(len(prose))
+    return {
+        "containment": round(float(np.mean(contained)), 4),
+        "char_f1": round(float(np.mean(f1)), 4),
+        "mean_chars": round(float(np.mean(lengths)), 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Train the extractive generator's sentence scorer on JaQuAD."
+    )
+    parser.add_argument(
+        "--jaquad", type=Path, required=True, help="folder of JaQuAD train_*.json files"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_SENTENCE_WEIGHTS, help="weights JSON to write"
+    )
+    defaults = GeneratorTrainingSettings()
+    parser.add_argument("--max-train-questions", type=int, default=defaults.max_train_questions)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    args = parser.parse_args(argv)
+    files = sorted(args.jaquad.glob("train_*.json"))
+    if not files:
+        parser.error(f"no train_*.json files in {args.jaquad}")
+    settings = GeneratorTrainingSettings(
+        max_train_questions=args.max_train_questions, seed=args.seed
+    )
+    train_sentence_scorer(files, args.out, settings, progress=not args.quiet)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
