@@ -174,7 +174,10 @@ def test_a_worker_node_lost_under_load_is_replaced_on_the_others(
                 timeout_s=max(1.0, RECOVERY_S - (time.monotonic() - removed)),
             )
             whole = time.monotonic()
-            time.sleep(3)
+            # Requests begun before recovery may still be draining: wait (bounded) for a
+            # few that start and finish after it.
+            while len(load.between(whole, math.inf)) < 3 and time.monotonic() - whole < 30:
+                time.sleep(0.5)
         after = replicas(cluster, APP)
         nodes = gpu_nodes(cluster)
         # From a few seconds before: the requests in flight when the node went are counted.
