@@ -116,7 +116,8 @@ def _worker_args(shape: ClusterShape) -> dict[str, Any]:
 
 
 @contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Sets environment variables for the block, then restores what was there."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -151,7 +152,7 @@ def local_cluster(
     cluster = None
     started = time.monotonic()
     try:
-        with _environment(variables):
+        with environment(variables):
             dashboard_port = free_port()
             cluster = Cluster(
                 initialize_head=True,
@@ -185,7 +186,7 @@ def local_cluster(
                     ray.shutdown()
     finally:
         if cluster is not None:
-            with _environment({"RAY_TMPDIR": str(temp_dir)}):
+            with environment({"RAY_TMPDIR": str(temp_dir)}):
                 cluster.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
 

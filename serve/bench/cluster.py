@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from serve.bench.processes import our_processes
+from serve.local_cluster import environment
 
 SERVE_SETTINGS: dict[str, str] = {
     # Ray Serve's throughput-optimised mode (Ray >= 2.50): the replica runs user code
@@ -59,9 +60,7 @@ def serve_instance(settings: Mapping[str, str] | None = None) -> Iterator[ServeI
     if ray.is_initialized():
         raise RuntimeError("the benchmark starts its own Ray instance; call it without one")
     applied = dict(SERVE_SETTINGS if settings is None else settings)
-    saved = {name: os.environ.get(name) for name in applied}
-    os.environ.update(applied)
-    try:
+    with environment(applied):
         ray.init(
             address="local",
             include_dashboard=False,
@@ -76,12 +75,6 @@ def serve_instance(settings: Mapping[str, str] | None = None) -> Iterator[ServeI
         finally:
             serve.shutdown()
             ray.shutdown()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _serve_environment() -> dict[str, str]:
