@@ -17,12 +17,20 @@ import aiohttp
 class ChatClient:
     """POSTs /v1/chat/completions; one connection per concurrent client, reused."""
 
-    def __init__(self, base_url: str, questions: Sequence[str], stream: bool) -> None:
+    def __init__(
+        self, base_url: str, questions: Sequence[str], stream: bool, model: str | None = None
+    ) -> None:
+        """``model``: sent as the request's model (none: the service's RAG model); naming
+        the generator's model skips retrieval."""
         self.url = f"{base_url.rstrip('/')}/v1/chat/completions"
         self.stream = stream
         self._bodies = [
             json.dumps(
-                {"messages": [{"role": "user", "content": q}], "stream": stream},
+                {
+                    "messages": [{"role": "user", "content": q}],
+                    "stream": stream,
+                    **({"model": model} if model else {}),
+                },
                 ensure_ascii=False,
             ).encode()
             for q in questions

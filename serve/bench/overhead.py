@@ -36,12 +36,14 @@ async def measure_http(
     stream: bool,
     progress: Callable[[str], None] = lambda _: None,
     app: str | None = None,
+    model: str | None = None,
 ) -> list[Point]:
-    """Chat requests to each setup's base URL at each concurrency level; the CPU time
-    of ``app``'s replicas is counted (all replicas' without it)."""
+    """Chat requests (for ``model``, default the RAG model) to each setup's base URL at
+    each concurrency level; the CPU time of ``app``'s replicas is counted (all
+    replicas' without it)."""
 
     def client(url: str) -> Callable[[], ChatClient]:
-        return lambda: ChatClient(url, questions, stream)
+        return lambda: ChatClient(url, questions, stream, model)
 
     return await _alternate(
         {name: client(url) for name, url in setups.items()}, levels, plan, progress, app

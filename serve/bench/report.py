@@ -48,18 +48,26 @@ def overhead_section(points: Sequence[Point], baseline: str) -> dict[str, Any]:
     }
 
 
+WHOLE_REQUEST = "whole RAG request"
+STREAMING_PATH = "streaming path"
+GENERATOR_HOP = "generator hop"
+"""What a streaming comparison row measures; the time-to-first-token target is judged
+on the streaming path and the generator hop (the same generation on both sides), the
+whole request's figure adds the retrieval hops of the overhead section."""
+
+
 def streaming_section(
-    points: Sequence[Point], engines: str, generator_engine: str
+    points: Sequence[Point], compared: Mapping[str, tuple[str, str]]
 ) -> dict[str, Any]:
-    """Each HTTP setup against the engines called directly; the Generator deployment
-    against the generator engine alone."""
+    """Each setup named in ``compared`` (setup -> baseline setup, what it measures)
+    against its baseline, level by level."""
     summaries = [p.summary(STREAMING) for p in points]
     table = _by(summaries)
     comparison = []
     for (setup, level), summary in table.items():
-        if setup in (engines, generator_engine):
+        if setup not in compared:
             continue
-        baseline = generator_engine if setup.startswith("Generator") else engines
+        baseline, measures = compared[setup]
         base = table.get((baseline, level))
         if base is None:
             continue
@@ -67,6 +75,7 @@ def streaming_section(
             {
                 "setup": setup,
                 "baseline": baseline,
+                "measures": measures,
                 "concurrency": level,
                 "added_ttft_p50_ms": _difference(summary, base, "ttft_p50_ms"),
                 "added_ttft_p99_ms": _difference(summary, base, "ttft_p99_ms"),
@@ -161,8 +170,9 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 row["throughput_ratio"] >= 0.5,
             )
     for row in results.get("streaming", {}).get("comparison", []):
-        # The single process's row is for reference: the target is the graph's.
-        if row["concurrency"] == 1 and not row["setup"].startswith("single"):
+        # The single process's rows and the whole request's are for reference.
+        judged = row["measures"] != WHOLE_REQUEST and not row["setup"].startswith("single")
+        if row["concurrency"] == 1 and judged:
             add(
                 f"{row['setup']}: added time to first token at 1 client, against the "
                 f"{row['baseline']} (ms)",
@@ -326,10 +336,13 @@ def _streaming_markdown(section: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Streaming: time to first token",
         "",
-        "HTTP setups: the whole RAG request with `stream: true`, first token = first SSE "
-        "event with text. Engines called directly: retrieve, rerank and generate in this "
-        "process (no HTTP). The generator rows time the generator alone, with passages "
-        "retrieved beforehand.",
+        "First token = first SSE event with text. Whole RAG request: the chat with "
+        "`stream: true` against the engines called directly (retrieve, rerank, generate in "
+        "this process, no HTTP); it adds the retrieval hops of the overhead section. "
+        "Streaming path: a streamed chat naming the generator's model (the ingress skips "
+        "retrieval) against the generator engine given the same conversation; generator "
+        "hop: the Generator deployment through a handle against its engine, with passages "
+        "retrieved beforehand. The time-to-first-token target is judged on these two.",
         "",
     ]
     comparison = {(c["setup"], c["concurrency"]): c for c in section["comparison"]}
@@ -343,12 +356,22 @@ def _streaming_markdown(section: Mapping[str, Any]) -> list[str]:
                 _fig(p, "ttft_p50_ms", 2),
                 _fig(p, "ttft_p99_ms", 2),
                 _fig(p, "requests_per_s"),
+                c["measures"] if c else "-",
                 f"{c['added_ttft_p50_ms']:+.2f} vs {c['baseline']}" if c else "-",
             ]
         )
     rows.sort(key=lambda r: r[0])
     lines += _table(
-        ["clients", "setup", "TTFT p50 ms", "TTFT p99 ms", "req/s", "added TTFT p50 ms"], rows
+        [
+            "clients",
+            "setup",
+            "TTFT p50 ms",
+            "TTFT p99 ms",
+            "req/s",
+            "measures",
+            "added TTFT p50 ms",
+        ],
+        rows,
     )
     return [*lines, ""]
 

@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from deployments.generator.protocol import ChatTurn, GenerationRequest
 from deployments.ingress.stages import GraphStages
 from deployments.retriever.config import IndexConfig
 from serve.app import build_graph
@@ -69,6 +70,10 @@ GRAPH_PROXY = "graph (Serve proxy)"
 ENGINES = "engines called directly"
 GENERATOR_ENGINE = "generator engine alone"
 GENERATOR_DEPLOYMENT = "Generator deployment (handle)"
+NO_RETRIEVAL = ", generator model (no retrieval)"
+"""Suffix of the HTTP setups that stream a chat naming the generator's model: the
+ingress skips retrieval and streams the generator's answer (the streaming path)."""
+GENERATOR_NO_PASSAGES = "generator engine alone, no passages"
 
 
 @dataclass(frozen=True)
@@ -314,6 +319,10 @@ class Suite:
     async def _streaming(
         self, http: Mapping[str, str], config: AppConfig, demo: corpora.BenchIndex
     ) -> None:
+        """Time to first token of the whole RAG request against the engines called
+        directly, and of the streaming path alone (the ingress streaming a chat that
+        names the generator's model, so no retrieval) against the generator engine
+        given the same conversation."""
         from ray import serve
 
         s = self.settings
@@ -325,18 +334,37 @@ class Suite:
         )
         graph = GraphStages(*handles)
         prepared = await overhead.prepared_generations(local, demo.questions)
+        bare = [GenerationRequest([ChatTurn("user", q)], []) for q in demo.questions]
         in_process: dict[str, Callable[[], Any]] = {
             ENGINES: lambda: overhead.engine_chain(local, demo.questions),
             GENERATOR_ENGINE: lambda: overhead.generation_only(local, prepared),
             GENERATOR_DEPLOYMENT: lambda: overhead.generation_only(graph, prepared),
+            GENERATOR_NO_PASSAGES: lambda: overhead.generation_only(local, bare),
         }
+        levels, plan = s.stream_concurrency, s.plan
         points = await overhead.measure_http(
-            http, demo.questions, s.stream_concurrency, s.plan, True, self.say, GRAPH_APP
+            http, demo.questions, levels, plan, True, self.say, GRAPH_APP
         )
-        points += await overhead.measure_in_process(
-            in_process, s.stream_concurrency, s.plan, self.say
+        streaming_path = {
+            name + NO_RETRIEVAL: url for name, url in http.items() if name != GRAPH_PROXY
+        }
+        points += await overhead.measure_http(
+            streaming_path,
+            demo.questions,
+            levels,
+            plan,
+            True,
+            self.say,
+            GRAPH_APP,
+            model=local.generator.model_name,
         )
-        self.results["streaming"] = report.streaming_section(points, ENGINES, GENERATOR_ENGINE)
+        points += await overhead.measure_in_process(in_process, levels, plan, self.say)
+        compared = {
+            **{name: (ENGINES, report.WHOLE_REQUEST) for name in http},
+            **{name: (GENERATOR_NO_PASSAGES, report.STREAMING_PATH) for name in streaming_path},
+            GENERATOR_DEPLOYMENT: (GENERATOR_ENGINE, report.GENERATOR_HOP),
+        }
+        self.results["streaming"] = report.streaming_section(points, compared)
 
     # --- batching ---------------------------------------------------------------------
 

@@ -103,13 +103,24 @@ def test_streaming(results: dict[str, Any]) -> None:
         "engines called directly",
         "generator engine alone",
         "Generator deployment (handle)",
+        "graph (direct ingress), generator model (no retrieval)",
+        "generator engine alone, no passages",
     } <= setups
     for point in section["points"]:
         assert_point(point, ("requests_per_s", "ttft_p50_ms", "ttft_p99_ms"), levels)
         assert point["ttft_p50_ms"]["median"] <= point["p50_ms"]["median"] + 1e-6
-    baselines = {(c["setup"], c["baseline"]) for c in section["comparison"]}
-    assert ("graph (direct ingress)", "engines called directly") in baselines
-    assert ("Generator deployment (handle)", "generator engine alone") in baselines
+    baselines = {(c["setup"], c["baseline"], c["measures"]) for c in section["comparison"]}
+    assert ("graph (direct ingress)", "engines called directly", "whole RAG request") in baselines
+    assert (
+        "graph (direct ingress), generator model (no retrieval)",
+        "generator engine alone, no passages",
+        "streaming path",
+    ) in baselines
+    assert (
+        "Generator deployment (handle)",
+        "generator engine alone",
+        "generator hop",
+    ) in baselines
 
 
 def test_dynamic_batching(results: dict[str, Any]) -> None:
