@@ -235,24 +235,37 @@ def _measure_deployment(
     else:
         app = serve.deployment(Reranker, name=stage, **options).bind(stages.reranker, index)
     name = f"bench-{stage.lower()}"
-    handle = serve.run(app, name=name, route_prefix=None)
+    serve.run(app, name=name, route_prefix=None)
     try:
-        call = _request_maker(
-            handle, stage, stages.texts, _questions(), settings.documents_per_rerank
-        )
-        items = 1 if stage == "Embedder" else settings.documents_per_rerank
-        results = []
+        return asyncio.run(_measure_series(settings, stage, stages, name))
+    finally:
+        serve.delete(name)
+
+
+async def _measure_series(
+    settings: BatchingBenchmark, stage: str, stages: TinyModelStages, app_name: str
+) -> list[Measurement]:
+    """Every call on one event loop, through a handle of this loop that is shut down
+    with it: in Serve's throughput-optimised mode a handle's router lives on the loop
+    that first used it."""
+    from ray.serve.handle import DeploymentHandle
+
+    handle: Any = DeploymentHandle(stage, app_name)
+    call = _request_maker(handle, stage, stages.texts, _questions(), settings.documents_per_rerank)
+    items = 1 if stage == "Embedder" else settings.documents_per_rerank
+    results = []
+    try:
         for batching in (True, False):
-            handle.reconfigure.remote({"batching": batching}).result()
+            await handle.reconfigure.remote({"batching": batching})
             for level in settings.concurrency:
-                asyncio.run(_drive(call, level, min(settings.seconds, 1.0)))  # warm-up
-                requests, elapsed, latencies = asyncio.run(_drive(call, level, settings.seconds))
+                await _drive(call, level, min(settings.seconds, 1.0))  # warm-up
+                requests, elapsed, latencies = await _drive(call, level, settings.seconds)
                 results.append(
                     Measurement(stage, batching, level, requests, elapsed, items, latencies)
                 )
-        return results
     finally:
-        serve.delete(name)
+        await handle.shutdown_async()
+    return results
 
 
 def _request_maker(

@@ -406,7 +406,7 @@ class Suite:
         except ImportError as error:  # the models extra is not installed
             return {"skipped": f"needs the models extra ({error})"}
         s = self.settings
-        settings = model_batching.BatchingBenchmark(batch_wait_timeout_s=0.0)
+        settings = model_batching.BatchingBenchmark(batch_wait_timeout_s=0.0, text_tokens=32)
         self.say(
             f"random-weight sentence-transformers models: BERT '{settings.shape}', "
             f"texts of {settings.text_tokens} tokens, one replica with 1 CPU"
