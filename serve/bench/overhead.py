@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from deployments.generator.protocol import ChatTurn, GenerationRequest
 from deployments.ingress.stages import StageClient
@@ -105,6 +106,23 @@ async def _alternate(
                     f"{result.requests_per_s:.1f} req/s, p50 {result.percentile(50):.1f} ms"
                 )
     return [points[(name, level)] for name in names for level in levels]
+
+
+class EmptyStage:
+    """A deployment that does nothing: one call to it is what a hop costs by itself."""
+
+    async def echo(self, value: object) -> object:
+        return value
+
+
+def empty_hop(handle: Any, payload: object = "") -> Request:
+    """One call to an ``EmptyStage`` deployment through its handle."""
+
+    async def request(number: int) -> float | None:
+        await handle.echo.remote(payload)
+        return None
+
+    return request
 
 
 def engine_chain(stages: StageClient, questions: Sequence[str]) -> Request:

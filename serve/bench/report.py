@@ -329,6 +329,16 @@ def _overhead_markdown(section: Mapping[str, Any]) -> list[str]:
         ],
         rows,
     )
+    if floor := section.get("hop_floor"):
+        cpu = floor.get("cpu_ms_per_request", {})
+        caller, replica = (cpu.get(g, {}).get("median", math.nan) for g in ("client", "EmptyStage"))
+        lines += [
+            "",
+            f"Ray Serve's own cost of one hop here (a deployment that does nothing, called "
+            f"through a handle, one call at a time): p50 {_fig(floor, 'p50_ms', 2)} ms, "
+            f"CPU {caller:.2f} ms in the caller + {replica:.2f} ms in the replica per call; "
+            "the graph's four hops pay it four times before any work or data.",
+        ]
     return [*lines, ""]
 
 

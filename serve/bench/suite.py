@@ -59,6 +59,8 @@ from serve.config import AppConfig
 SECTIONS = ("overhead", "streaming", "batching", "retrieval", "scale")
 SCHEMA_VERSION = 1
 GRAPH_APP = "bench-graph"
+EMPTY_APP = "bench-empty-stage"
+EMPTY_HOP = "empty deployment (handle)"
 REPLICAS = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")
 LIGHT: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}}
 """Replicas reserve no CPU: every application of the suite fits on a 2-CPU machine at
@@ -250,10 +252,15 @@ class Suite:
         in parallel): the graph, one Embedder and one Reranker of their own, and a
         Retriever per index."""
 
+        from ray import serve
+
         s = self.settings
         apps: dict[str, Any] = {}
         if {"overhead", "streaming"} & set(s.sections):
             apps[GRAPH_APP] = build_graph(config, options=self.graph_options())
+        if "overhead" in s.sections:
+            empty = serve.deployment(overhead.EmptyStage, name="EmptyStage", **LIGHT)
+            apps[EMPTY_APP] = empty.bind()
         ongoing = max(s.batching_concurrency * 2, 64)
         if "batching" in s.sections:
             for stage, stage_config in (
@@ -310,11 +317,24 @@ class Suite:
                     )
                     section = report.overhead_section(points, SINGLE)
                     section["resident_mib"] = _rounded(resident_mib(our_processes(GRAPH_APP)))
+                    section["hop_floor"] = await self._hop_floor()
                     self.results["overhead"] = section
                 if "streaming" in s.sections:
                     await self._streaming(http, config, demo)
         finally:
             self._delete(GRAPH_APP)
+
+    async def _hop_floor(self) -> dict[str, Any]:
+        """One call at a time to a deployment that does nothing: Ray Serve's own cost
+        of a hop on this machine, which each of the graph's four hops pays."""
+        from ray import serve
+
+        handle = serve.get_deployment_handle("EmptyStage", app_name=EMPTY_APP)
+        points = await overhead.measure_in_process(
+            {EMPTY_HOP: lambda: overhead.empty_hop(handle)}, (1,), self.settings.plan, self.say
+        )
+        self._delete(EMPTY_APP)
+        return points[0].summary(report.LATENCY)
 
     async def _streaming(
         self, http: Mapping[str, str], config: AppConfig, demo: corpora.BenchIndex
