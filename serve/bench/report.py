@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +289,15 @@ def _cpu(summary: Mapping[str, Any], setup: str) -> str:
     return f"{total:.1f}" if groups else "-"
 
 
+def _rows_with_comparison(
+    section: Mapping[str, Any],
+    cells: Callable[[Mapping[str, Any], Mapping[str, Any] | None], list[Any]],
+) -> list[list[Any]]:
+    """A table row per point: ``cells`` of the point and of its comparison row, if any."""
+    comparison = {(c["setup"], c["concurrency"]): c for c in section["comparison"]}
+    return [cells(p, comparison.get((p["setup"], p["concurrency"]))) for p in section["points"]]
+
+
 def _overhead_markdown(section: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Graph overhead: full RAG request (non-streaming chat)",
@@ -299,22 +308,19 @@ def _overhead_markdown(section: Mapping[str, Any]) -> list[str]:
         "replicas).",
         "",
     ]
-    comparison = {(c["setup"], c["concurrency"]): c for c in section["comparison"]}
-    rows = []
-    for p in section["points"]:
-        c = comparison.get((p["setup"], p["concurrency"]))
-        rows.append(
-            [
-                p["concurrency"],
-                p["setup"],
-                _fig(p, "requests_per_s"),
-                _fig(p, "p50_ms"),
-                _fig(p, "p99_ms"),
-                _cpu(p, p["setup"]),
-                f"{c['throughput_ratio']:.2f}x" if c else "1x",
-                f"{c['added_p50_ms']:+.1f}" if c else "-",
-            ]
-        )
+    rows = _rows_with_comparison(
+        section,
+        lambda p, c: [
+            p["concurrency"],
+            p["setup"],
+            _fig(p, "requests_per_s"),
+            _fig(p, "p50_ms"),
+            _fig(p, "p99_ms"),
+            _cpu(p, p["setup"]),
+            f"{c['throughput_ratio']:.2f}x" if c else "1x",
+            f"{c['added_p50_ms']:+.1f}" if c else "-",
+        ],
+    )
     rows.sort(key=lambda r: (r[0], section["setups"].index(r[1])))
     lines += _table(
         [
@@ -355,21 +361,18 @@ def _streaming_markdown(section: Mapping[str, Any]) -> list[str]:
         "retrieved beforehand. The time-to-first-token target is judged on these two.",
         "",
     ]
-    comparison = {(c["setup"], c["concurrency"]): c for c in section["comparison"]}
-    rows = []
-    for p in section["points"]:
-        c = comparison.get((p["setup"], p["concurrency"]))
-        rows.append(
-            [
-                p["concurrency"],
-                p["setup"],
-                _fig(p, "ttft_p50_ms", 2),
-                _fig(p, "ttft_p99_ms", 2),
-                _fig(p, "requests_per_s"),
-                c["measures"] if c else "-",
-                f"{c['added_ttft_p50_ms']:+.2f} vs {c['baseline']}" if c else "-",
-            ]
-        )
+    rows = _rows_with_comparison(
+        section,
+        lambda p, c: [
+            p["concurrency"],
+            p["setup"],
+            _fig(p, "ttft_p50_ms", 2),
+            _fig(p, "ttft_p99_ms", 2),
+            _fig(p, "requests_per_s"),
+            c["measures"] if c else "-",
+            f"{c['added_ttft_p50_ms']:+.2f} vs {c['baseline']}" if c else "-",
+        ],
+    )
     rows.sort(key=lambda r: r[0])
     lines += _table(
         [
