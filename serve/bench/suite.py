@@ -365,8 +365,10 @@ class Suite:
         points = await overhead.measure_http(
             http, demo.questions, levels, plan, True, self.say, GRAPH_APP
         )
+        # The graph's streaming path through the direct ingress, else through the proxy.
+        graph_route = GRAPH if GRAPH in http else GRAPH_PROXY
         streaming_path = {
-            name + NO_RETRIEVAL: url for name, url in http.items() if name != GRAPH_PROXY
+            name + NO_RETRIEVAL: url for name, url in http.items() if name in (SINGLE, graph_route)
         }
         points += await overhead.measure_http(
             streaming_path,
