@@ -37,21 +37,21 @@ from deployments.reranker.config import LexicalRerankerConfig
 from deployments.reranker.lexical import LexicalReranker
 from serve.corpus import Question
 from serve.evaluation import char_f1, contains_answer
-from serve.jaquad_training import JaquadCorpus, Reporter, fit_calibration, fit_listwise
+from serve.jaquad_training import (
+    FitSettings,
+    JaquadCorpus,
+    Reporter,
+    fit_calibration,
+    fit_listwise,
+)
 
 
 @dataclass(frozen=True)
-class GeneratorTrainingSettings:
-    top_k: int = 50
-    """First-stage candidates reranked per question."""
+class GeneratorTrainingSettings(FitSettings):
+    max_train_questions: int = 6_000
+    iterations: int = 500
     top_n: int = 5
     """Reranked passages the generator answers from."""
-    max_train_questions: int = 6_000
-    held_out_every: int = 10
-    iterations: int = 500
-    learning_rate: float = 0.05
-    l2: float = 1e-3
-    seed: int = 0
     reported_ratios: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 1.0)
     """``second_sentence_ratio`` values whose held-out answer quality is reported."""
 

@@ -88,6 +88,22 @@ def article_of(question: Question) -> str:
 
 
 @dataclass(frozen=True)
+class FitSettings:
+    """What every model trained on JaQuAD shares: its questions, split and optimiser."""
+
+    top_k: int = 50
+    """Candidates per question from the first stage, as the retriever's ``top_k``."""
+    max_train_questions: int = 12_000
+    """Training questions sampled (more change nothing measurable; features cost time)."""
+    held_out_every: int = 10
+    """Every n-th article (in file order) is held out for evaluation."""
+    iterations: int = 600
+    learning_rate: float = 0.05
+    l2: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class PhraseSettings:
     min_question_share: float = 0.002
     """A question phrase occurs in at least this share of the training questions, ..."""

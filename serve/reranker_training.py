@@ -32,6 +32,7 @@ from deployments.text import split_sentences
 from serve.corpus import Question
 from serve.evaluation import RetrievalScores, gold_rank
 from serve.jaquad_training import (
+    FitSettings,
     JaquadCorpus,
     PhraseSettings,
     Reporter,
@@ -43,17 +44,7 @@ from serve.jaquad_training import (
 
 
 @dataclass(frozen=True)
-class TrainingSettings:
-    top_k: int = 50
-    """Candidates per question from the first stage, as the retriever's ``top_k``."""
-    max_train_questions: int = 12_000
-    """Training questions sampled (more change nothing measurable; features cost time)."""
-    held_out_every: int = 10
-    """Every n-th article (in file order) is held out for evaluation."""
-    iterations: int = 600
-    learning_rate: float = 0.05
-    l2: float = 1e-3
-    seed: int = 0
+class TrainingSettings(FitSettings):
     phrases: PhraseSettings = field(default_factory=PhraseSettings)
 
 
