@@ -14,7 +14,6 @@ question phrases and weights.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -43,6 +42,8 @@ from serve.jaquad_training import (
     Reporter,
     fit_calibration,
     fit_listwise,
+    training_files,
+    training_parser,
 )
 
 
@@ -199,23 +200,13 @@ def _answer_quality(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Train the extractive generator's sentence scorer on JaQuAD."
+    parser = training_parser(
+        "Train the extractive generator's sentence scorer on JaQuAD.",
+        DEFAULT_SENTENCE_WEIGHTS,
+        GeneratorTrainingSettings(),
     )
-    parser.add_argument(
-        "--jaquad", type=Path, required=True, help="folder of JaQuAD train_*.json files"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_SENTENCE_WEIGHTS, help="weights JSON to write"
-    )
-    defaults = GeneratorTrainingSettings()
-    parser.add_argument("--max-train-questions", type=int, default=defaults.max_train_questions)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
-    files = sorted(args.jaquad.glob("train_*.json"))
-    if not files:
-        parser.error(f"no train_*.json files in {args.jaquad}")
+    files = training_files(parser, args.jaquad)
     settings = GeneratorTrainingSettings(
         max_train_questions=args.max_train_questions, seed=args.seed
     )

@@ -5,6 +5,7 @@ and the fitting of linear models. Nothing here reads JSQuAD, the benchmark of re
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import sys
 from collections import Counter
@@ -101,6 +102,29 @@ class FitSettings:
     learning_rate: float = 0.05
     l2: float = 1e-3
     seed: int = 0
+
+
+def training_parser(
+    description: str, weights: Path, defaults: FitSettings
+) -> argparse.ArgumentParser:
+    """The command-line options every JaQuAD trainer takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--jaquad", type=Path, required=True, help="folder of JaQuAD train_*.json files"
+    )
+    parser.add_argument("--out", type=Path, default=weights, help="weights JSON to write")
+    parser.add_argument("--max-train-questions", type=int, default=defaults.max_train_questions)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def training_files(parser: argparse.ArgumentParser, folder: Path) -> list[Path]:
+    """JaQuAD's ``train_*.json`` files in ``folder``; a usage error when there are none."""
+    files = sorted(folder.glob("train_*.json"))
+    if not files:
+        parser.error(f"no train_*.json files in {folder}")
+    return files
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ reranking. Question phrases, learned first, go to the embedder's packaged list t
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,8 @@ from serve.jaquad_training import (
     fit_calibration,
     fit_listwise,
     learn_question_phrases,
+    training_files,
+    training_parser,
 )
 
 
@@ -189,26 +190,17 @@ def _rounded(row: dict[str, float]) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the lexical reranker on JaQuAD.")
-    parser.add_argument(
-        "--jaquad", type=Path, required=True, help="folder of JaQuAD train_*.json files"
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="weights JSON to write")
+    defaults = TrainingSettings()
+    parser = training_parser("Train the lexical reranker on JaQuAD.", DEFAULT_WEIGHTS, defaults)
     parser.add_argument(
         "--phrases-out",
         type=Path,
         default=DEFAULT_PHRASES_FILE,
         help="question phrases JSON to write (the embedder leaves them out of queries)",
     )
-    defaults = TrainingSettings()
     parser.add_argument("--top-k", type=int, default=defaults.top_k)
-    parser.add_argument("--max-train-questions", type=int, default=defaults.max_train_questions)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
-    files = sorted(args.jaquad.glob("train_*.json"))
-    if not files:
-        parser.error(f"no train_*.json files in {args.jaquad}")
+    files = training_files(parser, args.jaquad)
     settings = TrainingSettings(
         top_k=args.top_k, max_train_questions=args.max_train_questions, seed=args.seed
     )

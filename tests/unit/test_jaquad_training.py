@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 from deployments.lexical.linear_model import LinearModel
 from deployments.lexical.question_phrases import QuestionPhrases
+from serve import generator_training, reranker_training
 from serve.generator_training import GeneratorTrainingSettings, train_sentence_scorer
 from serve.jaquad_training import (
     PhraseSettings,
@@ -161,3 +163,15 @@ def test_generator_training_writes_a_loadable_model(
     assert report.train_questions == 4
     assert set(report.answers) == {f"second_sentence_ratio={r}" for r in settings.reported_ratios}
     assert LinearModel.load(out).training["held_out"] == report.answers
+
+
+@pytest.mark.parametrize("trainer", [generator_training, reranker_training])
+def test_trainers_refuse_a_folder_without_jaquad_files(
+    trainer: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "valid.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        trainer.main(["--jaquad", str(tmp_path), "--out", str(tmp_path / "w.json")])
+    assert exit_info.value.code == 2
+    assert f"no train_*.json files in {tmp_path}" in capsys.readouterr().err
+    assert not (tmp_path / "w.json").exists()
