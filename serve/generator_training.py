@@ -14,6 +14,7 @@ question phrases and weights.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,7 +26,6 @@ from tqdm import tqdm
 
 from deployments.generator.config import DEFAULT_SENTENCE_WEIGHTS, ExtractiveGeneratorConfig
 from deployments.generator.extractive import ExtractiveGenerator
-from deployments.lexical.linear_model import LinearModel
 from deployments.lexical.question_phrases import QuestionPhrases
 from deployments.lexical.sentence_features import (
     SENTENCE_FEATURE_NAMES,
@@ -40,8 +40,7 @@ from serve.jaquad_training import (
     FitSettings,
     JaquadCorpus,
     Reporter,
-    fit_calibration,
-    fit_listwise,
+    fit_scorer,
     training_files,
     training_parser,
 )
@@ -97,19 +96,7 @@ def train_sentence_scorer(
     say(f"{len(train)} training and {len(held_out)} held-out questions reranked")
 
     features, labels, valid = _sentence_lists(SentenceFeatures(phrases), requests[: len(train)])
-    mean, scale, weights = fit_listwise(
-        features,
-        labels,
-        valid,
-        iterations=settings.iterations,
-        learning_rate=settings.learning_rate,
-        l2=settings.l2,
-    )
-    unscaled = LinearModel(SENTENCE_FEATURE_NAMES, mean, scale, weights, 1.0, 0.0)
-    slope, intercept = fit_calibration(unscaled.score(features[valid]), labels[valid])
-    model = LinearModel(
-        SENTENCE_FEATURE_NAMES, mean, scale, weights, slope, intercept, phrases.phrases
-    )
+    model = fit_scorer(SENTENCE_FEATURE_NAMES, features, labels, valid, settings, phrases.phrases)
     answers = {
         f"second_sentence_ratio={ratio}": _answer_quality(
             ExtractiveGenerator(ExtractiveGeneratorConfig(second_sentence_ratio=ratio), model),
@@ -123,14 +110,8 @@ def train_sentence_scorer(
         answers=answers,
         seconds=round(time.monotonic() - started, 1),
     )
-    model = LinearModel(
-        SENTENCE_FEATURE_NAMES,
-        mean,
-        scale,
-        weights,
-        slope,
-        intercept,
-        phrases.phrases,
+    model = dataclasses.replace(
+        model,
         training={
             "data": "JaQuAD v0.1.0 train split: " + ", ".join(f.name for f in corpus.files),
             "settings": asdict(settings),

@@ -6,6 +6,7 @@ and the fitting of linear models. Nothing here reads JSQuAD, the benchmark of re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 from collections import Counter
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.hashing import HashingEmbedder
+from deployments.lexical.linear_model import LinearModel
 from deployments.lexical.ngrams import cleaned
 from deployments.lexical.question_phrases import QuestionPhrases
 from deployments.lexical.stats import LexicalStats
@@ -208,6 +210,30 @@ def fit_listwise(
         corrected = first_moment / (1 - 0.9**step)
         w -= learning_rate * corrected / (np.sqrt(second_moment / (1 - 0.999**step)) + 1e-8)
     return mean.astype(np.float32), scale.astype(np.float32), w.astype(np.float32)
+
+
+def fit_scorer(
+    names: tuple[str, ...],
+    features: NDArray[np.floating],
+    labels: NDArray[np.bool_],
+    valid: NDArray[np.bool_] | None,
+    settings: FitSettings,
+    question_phrases: tuple[str, ...] = (),
+) -> LinearModel:
+    """A linear scorer over ``features`` (lists of candidates, ``valid`` marking the real
+    ones) fitted listwise, with its relevance calibrated on the same candidates."""
+    mean, scale, weights = fit_listwise(
+        features,
+        labels,
+        valid,
+        iterations=settings.iterations,
+        learning_rate=settings.learning_rate,
+        l2=settings.l2,
+    )
+    fitted = LinearModel(names, mean, scale, weights, 1.0, 0.0, question_phrases)
+    mask = np.ones(labels.shape, dtype=bool) if valid is None else valid
+    slope, intercept = fit_calibration(fitted.score(features[mask]), labels[mask])
+    return dataclasses.replace(fitted, slope=slope, intercept=intercept)
 
 
 def fit_calibration(

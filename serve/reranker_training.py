@@ -13,6 +13,7 @@ reranking. Question phrases, learned first, go to the embedder's packaged list t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,6 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from deployments.lexical.features import FEATURE_NAMES, LexicalFeatures
-from deployments.lexical.linear_model import LinearModel
 from deployments.lexical.question_phrases import DEFAULT_PHRASES_FILE, QuestionPhrases
 from deployments.passage import Hit, Passage
 from deployments.reranker.config import DEFAULT_WEIGHTS
@@ -36,8 +36,7 @@ from serve.jaquad_training import (
     PhraseSettings,
     Reporter,
     article_of,
-    fit_calibration,
-    fit_listwise,
+    fit_scorer,
     learn_question_phrases,
     training_files,
     training_parser,
@@ -105,20 +104,10 @@ def train_lexical_reranker(
         extractor, corpus.passages, held_out, rows[len(train) :], progress
     )
 
-    mean, scale, weights = fit_listwise(
-        train_features,
-        train_labels,
-        iterations=settings.iterations,
-        learning_rate=settings.learning_rate,
-        l2=settings.l2,
-    )
-    unscaled = LinearModel(FEATURE_NAMES, mean, scale, weights, 1.0, 0.0)
-    slope, intercept = fit_calibration(
-        unscaled.score(train_features.reshape(-1, len(FEATURE_NAMES))), train_labels.reshape(-1)
-    )
+    model = fit_scorer(FEATURE_NAMES, train_features, train_labels, None, settings, tuple(phrases))
     held_rows = rows[len(train) :]
     first = _ranks(corpus.passages, held_out, held_rows, None)
-    reranked = _ranks(corpus.passages, held_out, held_rows, unscaled.score(held_features))
+    reranked = _ranks(corpus.passages, held_out, held_rows, model.score(held_features))
     report = TrainingReport(
         train_questions=len(train),
         held_out_questions=len(held_out),
@@ -128,14 +117,8 @@ def train_lexical_reranker(
         reranked=_rounded(reranked.as_row()),
         seconds=round(time.monotonic() - started, 1),
     )
-    model = LinearModel(
-        FEATURE_NAMES,
-        mean,
-        scale,
-        weights,
-        slope,
-        intercept,
-        tuple(phrases),
+    model = dataclasses.replace(
+        model,
         training={
             "data": "JaQuAD v0.1.0 train split: " + ", ".join(f.name for f in corpus.files),
             "settings": asdict(settings),
