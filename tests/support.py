@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import requests
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CORPUS = REPO / "serve" / "demo" / "prefectures.jsonl"
@@ -64,3 +68,23 @@ def local_stages(index_root: Path, generator: Any = None) -> Any:
         generator or create_generator(ExtractiveGeneratorConfig()),
         top_n=5,
     )
+
+
+def wait_for_answer(
+    url: str,
+    body: Mapping[str, object],
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> float:
+    """Seconds until a POST of ``body`` to ``url`` (a chat endpoint) is answered 200
+    without a degraded stage; fails the test after ``timeout_s``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        try:
+            response = requests.post(url, json=body, headers=headers, timeout=30)
+            if response.ok and not response.headers.get("X-RAG-Degraded"):
+                return time.monotonic() - start
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"no healthy answer from {url} within {timeout_s} s")

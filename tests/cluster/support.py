@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
-
-import requests
 
 from serve.autoscale_bench import replica_actors
 from serve.local_cluster import LocalCluster
+from tests.support import wait_for_answer as answered
 
 DEPLOYMENTS = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")
 ASK = {"messages": [{"role": "user", "content": "香川県の県庁所在地はどこですか？"}]}
@@ -40,14 +38,6 @@ def gpu_share_by_node(cluster: LocalCluster, app: str) -> dict[str, float]:
 
 
 def wait_for_answer(url: str, timeout_s: float) -> float:
-    """Seconds until a chat request is answered 200 without a degraded stage."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        try:
-            response = requests.post(f"{url}/v1/chat/completions", json=ASK, timeout=30)
-            if response.ok and not response.headers.get("X-RAG-Degraded"):
-                return time.monotonic() - start
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"no healthy answer from {url} within {timeout_s} s")
+    """Seconds until a chat request to the graph at ``url`` is answered 200 without a
+    degraded stage."""
+    return answered(f"{url}/v1/chat/completions", ASK, timeout_s)

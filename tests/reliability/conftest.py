@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import ray
-import requests
 from ray import serve
 from ray.util.state import list_actors
 
 from tests.reliability.engines import SLOW_START_ENV
 from tests.support import free_port
+from tests.support import wait_for_answer as answered
 
 pytestmark = pytest.mark.reliability
 
@@ -196,14 +196,5 @@ def wait_until_running(app: str, deployment: str, count: int, timeout_s: float =
 
 
 def wait_for_answer(url: str, body: dict[str, object], timeout_s: float = 90) -> float:
-    """Seconds until a chat request answers 200 without degradation."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        try:
-            response = requests.post(url, json=body, headers=AUTH, timeout=30)
-            if response.ok and not response.headers.get("X-RAG-Degraded"):
-                return time.monotonic() - start
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"no healthy answer from {url} within {timeout_s} s")
+    """Seconds until a chat request is answered 200 without degradation."""
+    return answered(url, body, timeout_s, AUTH)
