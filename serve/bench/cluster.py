@@ -13,7 +13,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +51,13 @@ class ServeInstance:
     """The RAY_SERVE_* environment the instance's processes started with."""
 
 
-@contextlib.contextmanager
-def serve_instance(settings: Mapping[str, str] | None = None) -> Iterator[ServeInstance]:
-    """A new local Ray instance with Serve's proxy on a free loopback port."""
+@contextlib.asynccontextmanager
+async def serve_instance(settings: Mapping[str, str] | None = None) -> AsyncIterator[ServeInstance]:
+    """A new local Ray instance with Serve's proxy on a free loopback port.
+
+    Entered in the event loop that uses its handles: Serve is shut down from that
+    loop, which closes the handles' routers there (a synchronous shutdown from inside
+    the loop can only close them best effort, and prints tracebacks)."""
     import ray
     from ray import serve
 
@@ -73,7 +77,7 @@ def serve_instance(settings: Mapping[str, str] | None = None) -> Iterator[ServeI
         try:
             yield ServeInstance(port, _serve_environment())
         finally:
-            serve.shutdown()
+            await serve.shutdown_async()
             ray.shutdown()
 
 

@@ -208,7 +208,7 @@ class Suite:
             name: getattr(config, name).model_dump(mode="json")
             for name in ("embedder", "retriever", "reranker", "generator")
         }
-        with serve_instance() as instance:
+        async with serve_instance() as instance:
             self.results["environment"]["ray_serve_settings"] = instance.settings
             await self._timed("deploy", self._deploy(config, demo, indexes))
             if {"overhead", "streaming"} & set(s.sections):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from serve import autoscale_bench
+from serve.bench import engine_throughput
 from serve.bench.model_batching import BatchingBenchmark, run
 from serve.bench.report import README_END, README_START
 from serve.bench.scale import ScaleSettings
@@ -67,6 +68,14 @@ def register(commands: Any) -> None:
         "--quick", action="store_true", help="a few seconds with the tiny model (a smoke test)"
     )
     batching.set_defaults(run=_batching)
+    engines = bench_commands.add_parser(
+        "engines",
+        help="the Embedder's and Reranker's engines alone on random-weight models "
+        "(ruri-large's shape by default): passages per second per batch size and their share "
+        "of the GPU's bf16 peak (no Ray needed: python -m serve.bench.engine_throughput)",
+    )
+    engine_throughput.add_arguments(engines)
+    engines.set_defaults(run=engine_throughput.run)
     _register_autoscale(bench_commands)
 
 
