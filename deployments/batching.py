@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 from pydantic import Field
@@ -59,27 +59,49 @@ def with_batching(config: BatchedConfig, user_config: dict[str, Any]) -> Batched
 
 
 class BatchGate:
-    """Lets requests into a ``@serve.batch`` queue only while no batch of it runs.
+    """Lets requests into a ``@serve.batch`` queue only while no batch of it runs, and
+    lets a request that would be a batch of one skip the queue.
 
     Ray Serve's batch queue cuts a batch ``batch_wait_timeout_s`` after its first
     request, even while the previous batch still runs (the new one then waits for
     it), so under load batches stay as small as what arrives within that wait. Held
     here while a batch runs, the requests that arrive meanwhile enter the queue
-    together when it ends and form the next batch whole; a request that finds the
-    engine idle goes straight through.
+    together when it ends and form the next batch whole.
+
+    With ``batch_wait_timeout_s`` 0 (no waiting for company), a request that finds no
+    batch running and none waiting would be a batch of one: it runs ``alone``,
+    straight to the engine, without the queue's bookkeeping (about 0.35 ms of replica
+    CPU per call, measured), holding the gate like a batch so that the requests
+    arriving meanwhile queue up behind it and batch. With a wait, every request takes
+    the queue, so that a lone one waits for company as configured.
     """
 
     def __init__(self) -> None:
         self._idle = asyncio.Event()
         self._idle.set()
+        self._queued = 0
+        self.batch_wait_timeout_s = 0.0
+        """The batch queue's; the stage keeps it current."""
 
-    async def wait(self) -> None:
-        """Returns once no batch is running."""
-        await self._idle.wait()
+    @property
+    def alone(self) -> bool:
+        """Whether a request arriving now runs alone, without the batch queue."""
+        return self.batch_wait_timeout_s == 0 and self._idle.is_set() and self._queued == 0
+
+    @contextlib.asynccontextmanager
+    async def queued(self) -> AsyncIterator[None]:
+        """Wraps a request's way through the batch queue: waits until no batch runs,
+        and counts the request as waiting until its batch has run."""
+        self._queued += 1
+        try:
+            await self._idle.wait()
+            yield
+        finally:
+            self._queued -= 1
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        """Wraps the engine call of a batch."""
+        """Wraps an engine call: a batch's, or a request's run alone."""
         self._idle.clear()
         try:
             yield

@@ -60,6 +60,7 @@ class Embedder:
     def _apply_batching(self) -> None:
         self._embed_calls.set_max_batch_size(self.config.max_batch_size)
         self._embed_calls.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        self._gate.batch_wait_timeout_s = self.config.batch_wait_timeout_s
 
     async def embed_query(self, text: str) -> NDArray[np.float32]:
         """One query vector; concurrent calls are embedded together."""
@@ -85,9 +86,12 @@ class Embedder:
         """Through the batch queue, or with batching off as one engine call of its own
         (still one engine call at a time, as the batch queue runs them)."""
         if self.config.batching:
-            await self._gate.wait()
-            vectors: NDArray[np.float32] = await self._embed_calls(call)
-            return vectors
+            if self._gate.alone:
+                with self._gate.running():
+                    return (await asyncio.to_thread(self._embed_grouped, [call]))[0]
+            async with self._gate.queued():
+                vectors: NDArray[np.float32] = await self._embed_calls(call)
+                return vectors
         async with self._one_call_at_a_time:
             return (await asyncio.to_thread(self._embed_grouped, [call]))[0]
 

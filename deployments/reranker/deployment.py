@@ -53,6 +53,7 @@ class Reranker:
     def _apply_batching(self) -> None:
         self._score_calls.set_max_batch_size(self.config.max_batch_size)
         self._score_calls.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        self._gate.batch_wait_timeout_s = self.config.batch_wait_timeout_s
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int | None = None) -> list[Hit]:
         """``hits`` best first by reranker score, cut to ``top_n``, scores attached."""
@@ -91,9 +92,12 @@ class Reranker:
         """Through the batch queue, or with batching off as one engine call of its own
         (still one engine call at a time, as the batch queue runs them)."""
         if self.config.batching:
-            await self._gate.wait()
-            scores: RerankScores = await self._score_calls(call)
-            return scores
+            if self._gate.alone:
+                with self._gate.running():
+                    return (await asyncio.to_thread(self._score_all, [call]))[0]
+            async with self._gate.queued():
+                scores: RerankScores = await self._score_calls(call)
+                return scores
         async with self._one_call_at_a_time:
             return (await asyncio.to_thread(self._score_all, [call]))[0]
 

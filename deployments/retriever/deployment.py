@@ -45,12 +45,18 @@ class Retriever:
         batch = self.config.max_batch_size if self.config.batching else 1
         self._search_batch.set_max_batch_size(batch)
         self._search_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        self._gate.batch_wait_timeout_s = self.config.batch_wait_timeout_s
 
     async def search(self, vector: NDArray[np.float32], top_k: int | None = None) -> list[Hit]:
         """The passages nearest one query vector; concurrent searches share a FAISS call."""
+        k = top_k or self.engine.config.top_k
         with self.metrics.call():
-            await self._gate.wait()
-            hits: list[Hit] = await self._search_batch(vector, top_k or self.engine.config.top_k)
+            if self._gate.alone:
+                with self._gate.running():
+                    hits = (await asyncio.to_thread(self.engine.search, vector[None, :], k))[0]
+            else:
+                async with self._gate.queued():
+                    hits = await self._search_batch(vector, k)
         self.metrics.candidates(len(hits))
         return hits
 
