@@ -61,6 +61,21 @@ def corpus_sentences(path: Path = DEMO_CORPUS) -> list[str]:
     return [s for s in sentences if s]
 
 
+def texts_over(tokenizer: Any, sentences: list[str], tokens: int, count: int = 64) -> list[str]:
+    """``count`` distinct texts of more than ``tokens`` tokens, joined from ``sentences``
+    (a model set to ``tokens`` cuts every one of them to exactly that length)."""
+    texts = []
+    for start in range(count):
+        pieces, length, i = [], 0, start
+        while length <= tokens:
+            sentence = sentences[i % len(sentences)]
+            pieces.append(sentence)
+            length += len(tokenizer.tokenize(sentence))
+            i += 7
+        texts.append("".join(pieces))
+    return texts
+
+
 def wordpiece_tokenizer(sentences: list[str], vocab_size: int = 2000) -> Any:
     """A BERT WordPiece tokenizer trained on ``sentences``."""
     tokenizers = require("tokenizers", "models", "training a tokenizer")

@@ -118,7 +118,9 @@ def measure(settings: EngineThroughputSettings, work: Path) -> list[ThroughputPo
         )
     sentences = random_models.corpus_sentences()
     tokenizer = random_models.wordpiece_tokenizer(sentences)
-    texts = _texts_over(tokenizer, sentences, settings.text_tokens, max(settings.batch_sizes))
+    texts = random_models.texts_over(
+        tokenizer, sentences, settings.text_tokens, max(settings.batch_sizes)
+    )
     flops = encoder_flops(shape, settings.text_tokens)
     largest = max(settings.batch_sizes)
     embedder = SentenceTransformerEmbedder(
@@ -154,20 +156,6 @@ def measure(settings: EngineThroughputSettings, work: Path) -> list[ThroughputPo
             batches, elapsed = _time_batches(calls[engine], texts, size, settings.seconds)
             points.append(ThroughputPoint(engine, size, batches, elapsed, flops))
     return points
-
-
-def _texts_over(tokenizer: Any, sentences: list[str], tokens: int, count: int) -> list[str]:
-    """``count`` distinct texts longer than ``tokens`` tokens (the engines cut them to it)."""
-    texts = []
-    for start in range(count):
-        pieces, length, i = [], 0, start
-        while length <= tokens:
-            sentence = sentences[i % len(sentences)]
-            pieces.append(sentence)
-            length += len(tokenizer.tokenize(sentence))
-            i += 7
-        texts.append("".join(pieces))
-    return texts
 
 
 def _check_lengths(tokenizer: Any, texts: Sequence[str], tokens: int) -> None:

@@ -114,7 +114,7 @@ def prepare(settings: BatchingBenchmark, work: Path) -> TinyModelStages:
     tokenizer = random_models.wordpiece_tokenizer(sentences)
     embedder_dir = random_models.build_embedder(work / "embedder", tokenizer, shape)
     reranker_dir = random_models.build_cross_encoder(work / "reranker", tokenizer, shape)
-    texts = _texts_of_length(tokenizer, sentences, settings.text_tokens)
+    texts = random_models.texts_over(tokenizer, sentences, settings.text_tokens)
     embedder_config = _embedder_config(settings, embedder_dir)
     return TinyModelStages(
         embedder_config,
@@ -369,20 +369,6 @@ def _serve_running() -> bool:
     except Exception:
         return False
     return True
-
-
-def _texts_of_length(tokenizer: Any, sentences: list[str], tokens: int) -> list[str]:
-    """64 distinct texts of at least ``tokens`` tokens (the models cut them to it)."""
-    texts = []
-    for start in range(64):
-        pieces, count, i = [], 0, start
-        while count < tokens:
-            sentence = sentences[i % len(sentences)]
-            pieces.append(sentence)
-            count += len(tokenizer.tokenize(sentence))
-            i += 7
-        texts.append("".join(pieces))
-    return texts
 
 
 def _embedder_config(
