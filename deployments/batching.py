@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from pydantic import Field
@@ -41,6 +41,7 @@ class BatchingSettings(StrictConfig):
 
 
 BatchedConfig = TypeVar("BatchedConfig", bound=BatchingSettings)
+Result = TypeVar("Result")
 
 
 def with_batching(config: BatchedConfig, user_config: dict[str, Any]) -> BatchedConfig:
@@ -82,6 +83,17 @@ class BatchGate:
         self._queued = 0
         self.batch_wait_timeout_s = 0.0
         """The batch queue's; the stage keeps it current."""
+
+    async def submit(
+        self, run_alone: Callable[[], Result], enqueue: Callable[[], Awaitable[Result]]
+    ) -> Result:
+        """One request: ``run_alone`` in a worker thread when it is alone, else
+        ``enqueue`` (its ``@serve.batch`` call) once no batch runs."""
+        if self.alone:
+            with self.running():
+                return await asyncio.to_thread(run_alone)
+        async with self.queued():
+            return await enqueue()
 
     @property
     def alone(self) -> bool:

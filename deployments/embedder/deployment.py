@@ -83,15 +83,14 @@ class Embedder:
             return np.concatenate(parts)
 
     async def _embed(self, call: _EmbedCall) -> NDArray[np.float32]:
-        """Through the batch queue, or with batching off as one engine call of its own
-        (still one engine call at a time, as the batch queue runs them)."""
+        """Alone or through the batch queue (``BatchGate.submit``), or with batching off
+        as one engine call of its own (still one engine call at a time, as the batch
+        queue runs them)."""
         if self.config.batching:
-            if self._gate.alone:
-                with self._gate.running():
-                    return (await asyncio.to_thread(self._embed_grouped, [call]))[0]
-            async with self._gate.queued():
-                vectors: NDArray[np.float32] = await self._embed_calls(call)
-                return vectors
+            vectors: NDArray[np.float32] = await self._gate.submit(
+                lambda: self._embed_grouped([call])[0], lambda: self._embed_calls(call)
+            )
+            return vectors
         async with self._one_call_at_a_time:
             return (await asyncio.to_thread(self._embed_grouped, [call]))[0]
 

@@ -89,15 +89,14 @@ class Reranker:
         )
 
     async def _score(self, call: _ScoreCall) -> RerankScores:
-        """Through the batch queue, or with batching off as one engine call of its own
-        (still one engine call at a time, as the batch queue runs them)."""
+        """Alone or through the batch queue (``BatchGate.submit``), or with batching off
+        as one engine call of its own (still one engine call at a time, as the batch
+        queue runs them)."""
         if self.config.batching:
-            if self._gate.alone:
-                with self._gate.running():
-                    return (await asyncio.to_thread(self._score_all, [call]))[0]
-            async with self._gate.queued():
-                scores: RerankScores = await self._score_calls(call)
-                return scores
+            scores: RerankScores = await self._gate.submit(
+                lambda: self._score_all([call])[0], lambda: self._score_calls(call)
+            )
+            return scores
         async with self._one_call_at_a_time:
             return (await asyncio.to_thread(self._score_all, [call]))[0]
 

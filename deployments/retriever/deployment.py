@@ -51,12 +51,10 @@ class Retriever:
         """The passages nearest one query vector; concurrent searches share a FAISS call."""
         k = top_k or self.engine.config.top_k
         with self.metrics.call():
-            if self._gate.alone:
-                with self._gate.running():
-                    hits = (await asyncio.to_thread(self.engine.search, vector[None, :], k))[0]
-            else:
-                async with self._gate.queued():
-                    hits = await self._search_batch(vector, k)
+            hits: list[Hit] = await self._gate.submit(
+                lambda: self.engine.search(vector[None, :], k)[0],
+                lambda: self._search_batch(vector, k),
+            )
         self.metrics.candidates(len(hits))
         return hits
 
