@@ -35,6 +35,12 @@ TOP_K = 20
 CHATS = 8
 EMBEDDING_CALLS = 3
 RERANK_CALLS = 2
+STAGE_CALLS = {
+    "embed": CHATS + EMBEDDING_CALLS,
+    "retrieve": CHATS,
+    "rerank": CHATS + RERANK_CALLS,
+    "generate": CHATS,
+}
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -116,13 +122,21 @@ def traffic(graph: str, cluster: LocalCluster) -> tuple[Series, Series, dict[str
     assert bad.status_code == 400
 
     def arrived(series: Series) -> bool:
-        return (
-            total(series, "ray_jarag_request_errors_total")
-            - total(before, "ray_jarag_request_errors_total")
-            >= 1
-            and total(series, "ray_jarag_stage_requests_total", stage="generate")
-            - total(before, "ray_jarag_stage_requests_total", stage="generate")
-            >= CHATS
+        """Every replica exports on its own clock: wait until every count is in."""
+
+        def delta(name: str, **labels: str) -> float:
+            return total(series, name, **labels) - total(before, name, **labels)
+
+        requests_in = (
+            delta("ray_jarag_requests_total", endpoint="chat") >= CHATS + 1
+            and delta("ray_jarag_requests_total", endpoint="embeddings") >= EMBEDDING_CALLS
+            and delta("ray_jarag_requests_total", endpoint="rerank") >= RERANK_CALLS
+            and delta("ray_jarag_request_errors_total") >= 1
+        )
+        return requests_in and all(
+            delta(name, stage=stage) >= calls
+            for stage, calls in STAGE_CALLS.items()
+            for name in ("ray_jarag_stage_requests_total", "ray_jarag_stage_latency_seconds_count")
         )
 
     return before, wait_for(cluster, arrived, timeout_s=60), sent
@@ -139,13 +153,7 @@ def test_counts_match_the_requests_sent(traffic: tuple[Series, Series, dict[str,
     assert delta("ray_jarag_requests_total", endpoint="embeddings") == EMBEDDING_CALLS
     assert delta("ray_jarag_requests_total", endpoint="rerank") == RERANK_CALLS
     assert delta("ray_jarag_request_errors_total", error_type="invalid_request") == 1
-    stage_calls = {
-        "embed": CHATS + EMBEDDING_CALLS,
-        "retrieve": CHATS,
-        "rerank": CHATS + RERANK_CALLS,
-        "generate": CHATS,
-    }
-    for stage, calls in stage_calls.items():
+    for stage, calls in STAGE_CALLS.items():
         assert delta("ray_jarag_stage_requests_total", stage=stage) == calls, stage
         assert delta("ray_jarag_stage_latency_seconds_count", stage=stage) == calls, stage
         assert delta("ray_jarag_stage_latency_seconds_sum", stage=stage) > 0, stage
