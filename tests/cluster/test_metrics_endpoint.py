@@ -113,11 +113,11 @@ def traffic(graph: str, cluster: LocalCluster) -> tuple[Series, Series, dict[str
         assert response.status_code == 200 and not response.headers.get("X-RAG-Degraded")
         sent["completion_tokens"] += response.json()["usage"]["completion_tokens"]
     for _ in range(EMBEDDING_CALLS):
-        body = {"input": ["香川県", "讃岐うどん"], "input_type": "passage"}
-        assert requests.post(f"{graph}/v1/embeddings", json=body, timeout=60).ok
+        texts = {"input": ["香川県", "讃岐うどん"], "input_type": "passage"}
+        assert requests.post(f"{graph}/v1/embeddings", json=texts, timeout=60).ok
     for _ in range(RERANK_CALLS):
-        body = {"query": "県庁所在地", "documents": ["高松市は県庁所在地。", "うどん"]}
-        assert requests.post(f"{graph}/v1/rerank", json=body, timeout=60).ok
+        pairs = {"query": "県庁所在地", "documents": ["高松市は県庁所在地。", "うどん"]}
+        assert requests.post(f"{graph}/v1/rerank", json=pairs, timeout=60).ok
     bad = requests.post(f"{graph}/v1/chat/completions", json={"messages": []}, timeout=60)
     assert bad.status_code == 400
 
@@ -132,6 +132,11 @@ def traffic(graph: str, cluster: LocalCluster) -> tuple[Series, Series, dict[str
             and delta("ray_jarag_requests_total", endpoint="embeddings") >= EMBEDDING_CALLS
             and delta("ray_jarag_requests_total", endpoint="rerank") >= RERANK_CALLS
             and delta("ray_jarag_request_errors_total") >= 1
+            and delta("ray_jarag_request_latency_seconds_count", endpoint="chat") >= CHATS + 1
+            and delta("ray_jarag_retrieved_candidates_count") >= CHATS
+            and delta("ray_jarag_rerank_top_relevance_count") >= CHATS + RERANK_CALLS
+            and delta("ray_jarag_time_to_first_token_seconds_count") >= CHATS
+            and delta("ray_jarag_generated_tokens_total") >= sent["completion_tokens"]
         )
         return requests_in and all(
             delta(name, stage=stage) >= calls
