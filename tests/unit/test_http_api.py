@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
 
 from deployments.embedder.config import HashingEmbedderConfig
@@ -15,6 +16,7 @@ from deployments.embedder.factory import create_embedder
 from deployments.generator.config import ExtractiveGeneratorConfig
 from deployments.generator.factory import create_generator
 from deployments.ingress.app import create_app
+from deployments.ingress.chat.protocol import ChatCompletion
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.stages import LocalStages
 from deployments.reranker.config import LexicalRerankerConfig
@@ -48,7 +50,10 @@ def ask(text: str, **extra: object) -> dict[str, object]:
 def test_chat_answers_from_the_right_passage(client: TestClient) -> None:
     response = client.post("/v1/chat/completions", json=ask(QUESTION))
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
     body = response.json()
+    # Every field of the schema, written as FastAPI's encoder would.
+    assert jsonable_encoder(ChatCompletion.model_validate(body)) == body
     answer = body["choices"][0]["message"]["content"]
     assert body["object"] == "chat.completion" and body["model"] == "ja-rag"
     assert "高松市" in answer
