@@ -3,7 +3,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ def chromium_path() -> str:
     return path
 
 
-def serve_in_thread(app: FastAPI, port: int) -> Iterator[str]:
+def serve_in_thread(app: FastAPI, port: int) -> Generator[str, None, None]:
     """Run ``app`` with uvicorn on loopback until the generator is closed."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

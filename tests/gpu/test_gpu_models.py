@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def test_embedder_on_the_gpu_matches_the_cpu(tiny_models: TinyModels) -> None:
                 backend="sentence-transformers",
                 model=str(tiny_models.embedder),
                 prefix_preset="ruri-v1",
-                device=device,  # type: ignore[arg-type]
+                device=device,
                 dtype="float32",
             )
         )
@@ -87,6 +88,7 @@ def test_vllm_streams_and_aborts(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[GeneratedText], int]:
         pieces = [p async for p in engine.generate(request)]
         stream = engine.generate(GenerationRequest(messages=request.messages, max_tokens=500))
+        assert isinstance(stream, AsyncGenerator)
         await stream.__anext__()
         await stream.aclose()
         await asyncio.sleep(0.5)

@@ -42,7 +42,7 @@ class RecordingScorer:
         return np.array([float(d) if d.isdigit() else 0.0 for _, d in pairs], dtype=np.float32)
 
     def relevance(self, raw_scores: NDArray[np.float32]) -> NDArray[np.float32]:
-        return raw_scores / 100
+        return (raw_scores / 100).astype(np.float32)
 
 
 def engine_calls(log: Path) -> list[int]:
@@ -98,7 +98,7 @@ def test_with_a_batch_wait_a_lone_call_waits_for_company(deploy: object) -> None
     async def run() -> list[float]:
         first = asyncio.ensure_future(score(handle, 1))
         await asyncio.sleep(0.2)  # within the first call's wait for company
-        return await asyncio.gather(first, score(handle, 2))
+        return list(await asyncio.gather(first, score(handle, 2)))
 
     assert asyncio.run(run()) == [1.0, 2.0]
     assert engine_calls(log) == [2]

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 def _vectors(version_dir: Path) -> np.ndarray:
     index = faiss.read_index(str(version_dir / FAISS_FILE))
-    return index.reconstruct_n(0, index.ntotal)
+    vectors: np.ndarray = index.reconstruct_n(0, index.ntotal)
+    return vectors
 
 
 def test_ray_data_build_matches_local_build(

@@ -103,13 +103,14 @@ class Cluster:
 
     def replicas(self, app: str, deployment: str) -> list[Any]:
         """The live replica actors of ``deployment``, from Ray's state API."""
-        return list_actors(
+        actors: list[Any] = list_actors(
             address=self.dashboard,
             filters=[
                 ("class_name", "=", f"ServeReplica:{app}:{deployment}"),
                 ("state", "=", "ALIVE"),
             ],
         )
+        return actors
 
     def kill_replica(self, app: str, deployment: str) -> str:
         """Kills one replica of ``deployment`` (ray.kill); returns its actor id."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -88,9 +88,14 @@ def graph(cluster: Cluster, demo_index: Path) -> Iterator[str]:
         serve.delete(APP)
 
 
-def chat(url: str, text: str, timeout: float = 60, **headers: str) -> requests.Response:
+def chat(
+    url: str, text: str, timeout: float = 60, headers: Mapping[str, str] | None = None
+) -> requests.Response:
     return requests.post(
-        f"{url}/v1/chat/completions", json=ask(text), headers={**AUTH, **headers}, timeout=timeout
+        f"{url}/v1/chat/completions",
+        json=ask(text),
+        headers={**AUTH, **(headers or {})},
+        timeout=timeout,
     )
 
 
@@ -161,7 +166,7 @@ def test_a_hung_generator_gets_504_its_work_is_cancelled_and_the_next_request_su
 ) -> None:
     before = generator_stats()["generations_cancelled"]
     start = time.monotonic()
-    response = chat(graph, f"[hang] {QUESTION}", **{"X-Request-Timeout": "2"})
+    response = chat(graph, f"[hang] {QUESTION}", headers={"X-Request-Timeout": "2"})
     took = time.monotonic() - start
     assert response.status_code == 504
     error = response.json()["error"]
@@ -396,7 +401,7 @@ def test_a_wedged_embedder_is_replaced_by_its_health_check(
 ) -> None:
     wedged = cluster.replicas(APP, "Embedder")[0].actor_id
     start = time.monotonic()
-    response = chat(graph, f"[wedge] {QUESTION}", **{"X-Request-Timeout": "2"})
+    response = chat(graph, f"[wedge] {QUESTION}", headers={"X-Request-Timeout": "2"})
     assert response.status_code == 504
     tally = Tally()
     session = requests.Session()

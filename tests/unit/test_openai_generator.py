@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,7 @@ def test_a_client_that_goes_away_closes_the_upstream_stream(upstream: Upstream) 
 
     async def read_two_then_leave() -> None:
         stream = engine.generate(REQUEST)
+        assert isinstance(stream, AsyncGenerator)
         await stream.__anext__()
         await stream.__anext__()
         await stream.aclose()

@@ -27,7 +27,7 @@ def api_schema(demo_index: Path) -> Any:
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-def check(case: Case) -> None:
+def check(case: Case[Any]) -> None:
     response = case.call()
     asked_deadline = DEADLINE_HEADER.lower() in {k.lower() for k in (case.headers or {})}
     if response.status_code == 504 and asked_deadline:
@@ -63,7 +63,7 @@ def test_no_generated_request_gets_a_server_error(api_schema: Any, mode: Generat
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        def fuzz(case: Case) -> None:
+        def fuzz(case: Case[Any]) -> None:
             check(case)
 
         fuzz()

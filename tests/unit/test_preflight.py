@@ -88,7 +88,7 @@ def test_whole_gpus_and_cpus_per_node() -> None:
 
 
 def test_placement_group_strategies() -> None:
-    bundles = ({"CPU": 1, "GPU": 1}, {"GPU": 1})
+    bundles: tuple[dict[str, float], ...] = ({"CPU": 1, "GPU": 1}, {"GPU": 1})
     two_nodes = [node("a", 8, 1), node("b", 8, 1)]
     assert not pack([replica("TP", *bundles, strategy="STRICT_PACK")], two_nodes).fits
     spread = pack([replica("TP", *bundles, strategy="PACK")], two_nodes)

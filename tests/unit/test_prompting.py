@@ -117,6 +117,7 @@ def test_the_models_own_chat_template_renders_the_prompt(tiny_models: TinyModels
     prompt = ChatPrompt(tokenizer, PromptSettings())
     ids, kept, max_tokens = prompt.encode(request(), max_tokens=64, max_model_len=2048)
     text = tokenizer.decode(ids)
+    assert isinstance(text, str), "one sequence of ids decodes to one string"
     assert kept == 3 and max_tokens == 64
     assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>")
     assert text.count("<|begin_of_text|>") == 1, "the template writes BOS; encoding adds none"

@@ -32,7 +32,7 @@ def make_client(stages: Any, **config: Any) -> TestClient:
 @pytest.fixture
 def keyed(stages: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("JARAG_TEST_KEY", SECRET)
-    auth = AuthConfig(api_key_env=("JARAG_TEST_KEY",), api_keys=(OTHER,))  # type: ignore[arg-type]
+    auth = AuthConfig(api_key_env=("JARAG_TEST_KEY",), api_keys=(OTHER,))
     with make_client(stages, auth=auth) as client:
         yield client
 
@@ -82,7 +82,7 @@ def test_each_configured_key_is_accepted(keyed: TestClient, key: str) -> None:
 
 
 def test_health_is_exempt_by_default_and_exemptions_are_configurable(stages: Any) -> None:
-    auth = AuthConfig(api_keys=(SECRET,), exempt_paths=("/healthz", "/openapi.json"))  # type: ignore[arg-type]
+    auth = AuthConfig(api_keys=(SECRET,), exempt_paths=("/healthz", "/openapi.json"))
     with make_client(stages, auth=auth) as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/openapi.json").status_code == 200
@@ -100,7 +100,7 @@ def test_a_missing_key_variable_stops_the_ingress_from_starting(
 def test_keys_never_appear_in_the_config_repr_dump_or_logs(
     keyed: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = IngressConfig(auth=AuthConfig(api_keys=(SECRET,)))  # type: ignore[arg-type]
+    config = IngressConfig(auth=AuthConfig(api_keys=(SECRET,)))
     assert SECRET not in repr(config) and SECRET not in str(config.model_dump())
     assert SECRET not in config.model_dump_json()
     with caplog.at_level(logging.DEBUG):
@@ -122,7 +122,7 @@ def test_cors_is_off_by_default(stages: Any) -> None:
 
 def test_cors_allows_only_the_configured_origins(stages: Any) -> None:
     cors = CorsConfig(allow_origins=("https://chat.example",))
-    auth = AuthConfig(api_keys=(SECRET,))  # type: ignore[arg-type]
+    auth = AuthConfig(api_keys=(SECRET,))
     with make_client(stages, cors=cors, auth=auth) as client:
         preflight = client.options(
             "/v1/chat/completions",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 
 import pytest
 from transformers import AutoTokenizer
@@ -79,6 +80,7 @@ def test_the_answer_is_what_the_model_decodes(
 def test_a_cancelled_request_stops_and_frees_the_engine(engine: TransformersGenerator) -> None:
     async def scenario() -> tuple[float, list[GeneratedText]]:
         stream = engine.generate(ask(1000, temperature=0.0))
+        assert isinstance(stream, AsyncGenerator)
         await stream.__anext__()
         started = time.perf_counter()
         await stream.aclose()  # what Serve does when the client goes away
