@@ -21,7 +21,7 @@ from deployments.generator.protocol import ChatTurn, GenerationRequest
 from deployments.passage import Hit
 from deployments.reranker.config import RerankerConfig
 from deployments.reranker.factory import create_reranker
-from deployments.reranker.protocol import RerankerEngine
+from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hits
 from deployments.retriever.config import RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
 from deployments.text import normalize, split_sentences
@@ -86,9 +86,7 @@ def rerank_hits(reranker: RerankerEngine, query: str, hits: Sequence[Hit]) -> li
     if not hits:
         return []
     raw = reranker.score(query, [h.passage.document_text for h in hits])
-    relevance = reranker.relevance(raw)
-    order = np.argsort(-raw, kind="stable")
-    return [Hit(hits[i].passage, hits[i].score, float(raw[i]), float(relevance[i])) for i in order]
+    return rank_hits(hits, RerankScores(raw, reranker.relevance(raw)))
 
 
 class Pipeline:

@@ -31,7 +31,7 @@ from ray.serve.exceptions import (
 from deployments.embedder.protocol import EmbedderEngine
 from deployments.generator.protocol import GeneratedText, GenerationRequest, GeneratorEngine
 from deployments.passage import Hit
-from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hits
+from deployments.reranker.protocol import Ranking, RerankerEngine, RerankScores, rank_hits
 from deployments.retriever.faiss_search import FaissRetriever
 
 logger = logging.getLogger(__name__)
@@ -183,10 +183,11 @@ class GraphStages:
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int | None) -> list[Hit]:
         reranker = self._handles["reranker"]
-        reranked: list[Hit] = await self._call(
-            "reranker", lambda: (reranker.rerank.remote(query, hits, top_n),)
+        texts = [h.passage.document_text for h in hits]
+        ranking: Ranking = await self._call(
+            "reranker", lambda: (reranker.rerank.remote(query, texts, top_n),)
         )
-        return reranked
+        return ranking.apply(hits)
 
     async def score(self, query: str, documents: list[str]) -> RerankScores:
         reranker = self._handles["reranker"]

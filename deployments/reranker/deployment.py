@@ -14,11 +14,10 @@ from ray import serve
 from deployments.batching import BatchGate, with_batching
 from deployments.health import probe
 from deployments.metrics import StageMetrics
-from deployments.passage import Hit
 from deployments.placement import replica_placement
 from deployments.reranker.config import RerankerConfig
 from deployments.reranker.factory import create_reranker
-from deployments.reranker.protocol import PairScorer, RerankerEngine, RerankScores, rank_hits
+from deployments.reranker.protocol import PairScorer, Ranking, RerankerEngine, RerankScores
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +54,14 @@ class Reranker:
         self._score_calls.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
         self._gate.batch_wait_timeout_s = self.config.batch_wait_timeout_s
 
-    async def rerank(self, query: str, hits: list[Hit], top_n: int | None = None) -> list[Hit]:
-        """``hits`` best first by reranker score, cut to ``top_n``, scores attached."""
+    async def rerank(self, query: str, documents: list[str], top_n: int | None = None) -> Ranking:
+        """The ``top_n`` documents that answer ``query`` best, best first (positions in
+        ``documents`` with their scores). The caller keeps its passages and sends only
+        their texts: a list of strings costs less to send and to unpickle than hits."""
         with self.metrics.call():
-            scores = await self._score_documents(query, [h.passage.document_text for h in hits])
+            scores = await self._score_documents(query, documents)
         self._record_top(scores)
-        return rank_hits(hits, scores, top_n or self.config.top_n)
+        return scores.ranking(top_n or self.config.top_n)
 
     async def score(self, query: str, documents: list[str]) -> RerankScores:
         """Scores of each document for ``query``, in input order."""

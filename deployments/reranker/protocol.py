@@ -36,17 +36,38 @@ class PairScorer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Ranking:
+    """The best documents for a query, best first: their positions in the list scored,
+    and their scores. What the Reranker deployment answers: the caller keeps the
+    passages, so that only texts go to the reranker and only this comes back."""
+
+    positions: NDArray[np.int64]
+    raw: NDArray[np.float32]
+    relevance: NDArray[np.float32]
+
+    def apply(self, hits: Sequence[Hit]) -> list[Hit]:
+        """The ranked ``hits`` (the list whose texts were scored), scores attached."""
+        return [
+            Hit(hits[i].passage, hits[i].score, float(raw), float(relevance))
+            for i, raw, relevance in zip(
+                self.positions.tolist(), self.raw.tolist(), self.relevance.tolist(), strict=True
+            )
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class RerankScores:
     raw: NDArray[np.float32]
     """The model's own scores; higher is more relevant."""
     relevance: NDArray[np.float32]
     """The same mapped to 0..1."""
 
+    def ranking(self, top_n: int | None = None) -> Ranking:
+        """The ``top_n`` best (all without it), best first; ties keep the input order."""
+        order = np.argsort(-self.raw, kind="stable")[:top_n]
+        return Ranking(order, self.raw[order], self.relevance[order])
+
 
 def rank_hits(hits: Sequence[Hit], scores: RerankScores, top_n: int | None = None) -> list[Hit]:
     """``hits`` best first by reranker score (ties keep retrieval order), scores attached."""
-    order = np.argsort(-scores.raw, kind="stable")[:top_n]
-    return [
-        Hit(hits[i].passage, hits[i].score, float(scores.raw[i]), float(scores.relevance[i]))
-        for i in order
-    ]
+    return scores.ranking(top_n).apply(hits)

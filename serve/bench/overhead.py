@@ -115,11 +115,12 @@ class EmptyStage:
         return value
 
 
-def empty_hop(handle: Any, payload: object = "") -> Request:
-    """One call to an ``EmptyStage`` deployment through its handle."""
+def empty_hops(handles: Sequence[Any]) -> Request:
+    """One call to each ``EmptyStage`` deployment in turn, through their handles."""
 
     async def request(number: int) -> float | None:
-        await handle.echo.remote(payload)
+        for handle in handles:
+            await handle.echo.remote("")
         return None
 
     return request

@@ -59,8 +59,10 @@ from serve.config import AppConfig
 SECTIONS = ("overhead", "streaming", "batching", "retrieval", "scale")
 SCHEMA_VERSION = 1
 GRAPH_APP = "bench-graph"
-EMPTY_APP = "bench-empty-stage"
+EMPTY_APPS = tuple(f"bench-empty-stage-{n}" for n in range(1, 5))
+"""Four applications of one EmptyStage each: as many as the graph has hops."""
 EMPTY_HOP = "empty deployment (handle)"
+EMPTY_CHAIN = "four empty deployments in turn (handles)"
 REPLICAS = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")
 LIGHT: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}}
 """Replicas reserve no CPU: every application of the suite fits on a 2-CPU machine at
@@ -260,7 +262,7 @@ class Suite:
             apps[GRAPH_APP] = build_graph(config, options=self.graph_options())
         if "overhead" in s.sections:
             empty = serve.deployment(overhead.EmptyStage, name="EmptyStage", **LIGHT)
-            apps[EMPTY_APP] = empty.bind()
+            apps.update({name: empty.bind() for name in EMPTY_APPS})
         ongoing = max(s.batching_concurrency * 2, 64)
         if "batching" in s.sections:
             for stage, stage_config in (
@@ -317,7 +319,7 @@ class Suite:
                     )
                     section = report.overhead_section(points, SINGLE)
                     section["resident_mib"] = _rounded(resident_mib(our_processes(GRAPH_APP)))
-                    section["hop_floor"] = await self._hop_floor()
+                    section.update(await self._hop_floor())
                     self.results["overhead"] = section
                 if "streaming" in s.sections:
                     await self._streaming(http, config, demo)
@@ -325,16 +327,25 @@ class Suite:
             self._delete(GRAPH_APP)
 
     async def _hop_floor(self) -> dict[str, Any]:
-        """One call at a time to a deployment that does nothing: Ray Serve's own cost
-        of a hop on this machine, which each of the graph's four hops pays."""
+        """Calls to deployments that do nothing, one call at a time: Ray Serve's own
+        cost of one hop on this machine (``hop_floor``), and of four hops made the way
+        the ingress makes them, each to another deployment in turn (``hop_chain``)."""
         from ray import serve
 
-        handle = serve.get_deployment_handle("EmptyStage", app_name=EMPTY_APP)
+        handles = [serve.get_deployment_handle("EmptyStage", app_name=app) for app in EMPTY_APPS]
         points = await overhead.measure_in_process(
-            {EMPTY_HOP: lambda: overhead.empty_hop(handle)}, (1,), self.settings.plan, self.say
+            {
+                EMPTY_HOP: lambda: overhead.empty_hops(handles[:1]),
+                EMPTY_CHAIN: lambda: overhead.empty_hops(handles),
+            },
+            (1,),
+            self.settings.plan,
+            self.say,
         )
-        self._delete(EMPTY_APP)
-        return points[0].summary(report.LATENCY)
+        for app in EMPTY_APPS:
+            self._delete(app)
+        floor, chain = (p.summary(report.LATENCY) for p in points)
+        return {"hop_floor": floor, "hop_chain": chain}
 
     async def _streaming(
         self, http: Mapping[str, str], config: AppConfig, demo: corpora.BenchIndex

@@ -91,10 +91,14 @@ def test_graph_overhead(results: dict[str, Any]) -> None:
         assert row["throughput_ratio"] > 0 and math.isfinite(row["added_p50_ms"])
     for replica in ("Ingress", "Embedder", "Retriever", "Reranker", "Generator"):
         assert section["resident_mib"][replica] > 0, replica
-    floor = section["hop_floor"]
+    floor, chain = section["hop_floor"], section["hop_chain"]
     assert floor["setup"] == "empty deployment (handle)" and floor["errors"] == 0
-    assert_point(floor, ("requests_per_s", "p50_ms", "p99_ms"), {1})
-    assert floor["cpu_ms_per_request"]["EmptyStage"]["median"] > 0
+    assert chain["setup"] == "four empty deployments in turn (handles)" and chain["errors"] == 0
+    for point in (floor, chain):
+        assert_point(point, ("requests_per_s", "p50_ms", "p99_ms"), {1})
+        assert point["cpu_ms_per_request"]["EmptyStage"]["median"] > 0
+    # Four calls take longer than one.
+    assert chain["p50_ms"]["median"] > floor["p50_ms"]["median"]
 
 
 def test_streaming(results: dict[str, Any]) -> None:

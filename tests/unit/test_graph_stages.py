@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.serve.exceptions import BackPressureError, RayServeException
@@ -14,6 +15,8 @@ from ray.serve.exceptions import BackPressureError, RayServeException
 from deployments.generator.deployment import STARTED
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
 from deployments.ingress.stages import GraphStages, StageOverloaded, StageUnavailable
+from deployments.passage import Hit, Passage
+from deployments.reranker.protocol import RerankScores
 
 
 class FakeResponse:
@@ -56,11 +59,13 @@ class FakeMethod:
     def __init__(self, outcomes: list[Callable[[], FakeResponse]]) -> None:
         self.outcomes = outcomes
         self.sent: list[FakeResponse] = []
+        self.arguments: list[tuple[Any, ...]] = []
 
     def remote(self, *args: Any) -> FakeResponse:
         make = self.outcomes[min(len(self.sent), len(self.outcomes) - 1)]
         response = make()
         self.sent.append(response)
+        self.arguments.append(args)
         return response
 
 
@@ -130,6 +135,23 @@ def test_a_full_stage_is_shed_at_once_with_its_retry_after() -> None:
         asyncio.run(stages(reranker=FakeHandle(score=score)).score("q", ["d"]))
     assert (raised.value.status, raised.value.retry_after_s) == (429, 2.5)
     assert len(score.sent) == 1
+
+
+def test_the_reranker_gets_only_texts_and_its_ranking_orders_the_callers_hits() -> None:
+    hits = [Hit(Passage(f"p{i}", f"d{i}", f"題{i}", f"本文{i}"), 0.1 * i) for i in range(3)]
+    scores = RerankScores(
+        np.array([0.5, 2.0, 0.5], dtype=np.float32), np.array([0.4, 0.9, 0.4], dtype=np.float32)
+    )
+    rerank = FakeMethod([answer(scores.ranking(2))])
+    ranked = asyncio.run(stages(reranker=FakeHandle(rerank=rerank)).rerank("q", hits, 2))
+    assert rerank.arguments == [("q", ["題0\n本文0", "題1\n本文1", "題2\n本文2"], 2)]
+    # Best first; of the two tied at 0.5 the earlier retrieval hit comes first.
+    assert [h.passage for h in ranked] == [hits[1].passage, hits[0].passage]
+    assert [(h.score, h.rerank_score) for h in ranked] == [
+        (hits[1].score, 2.0),
+        (hits[0].score, 0.5),
+    ]
+    assert [h.relevance for h in ranked] == pytest.approx([0.9, 0.4])
 
 
 def test_retrieval_resends_only_the_call_whose_replica_died() -> None:
