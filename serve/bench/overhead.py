@@ -8,15 +8,22 @@ in the machine's load during the benchmark falls on every setup alike.
 
 from __future__ import annotations
 
+import asyncio
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from deployments.generator.protocol import ChatTurn, GenerationRequest
-from deployments.ingress.stages import StageClient
+from deployments.ingress.stages import LocalStages, StageClient
+from deployments.passage import Hit
+from deployments.reranker.protocol import Ranking
 from serve.bench.http_client import ChatClient
-from serve.bench.load import Point, Request, RunResult, drive
+from serve.bench.load import Figure, Point, Request, RunResult, drive
 from serve.bench.processes import CpuWatch
 
 
@@ -171,3 +178,131 @@ async def prepared_generations(
         top = await stages.rerank(question, hits, None)
         prepared.append(GenerationRequest([ChatTurn("user", question)], [h.passage for h in top]))
     return prepared
+
+
+STAGE_CALLS = ("Embedder", "Retriever", "Reranker", "Generator")
+"""The ingress's four calls of a chat, in order: embed the question, search, rerank,
+generate."""
+
+
+class StageCalls(Protocol):
+    """The four calls of the RAG chain, one way of making them."""
+
+    async def embed(self, question: str) -> NDArray[np.float32]: ...
+
+    async def search(self, vector: NDArray[np.float32]) -> list[Hit]: ...
+
+    async def rerank(self, question: str, hits: list[Hit]) -> list[Hit]: ...
+
+    async def generate(self, request: GenerationRequest) -> None: ...
+
+
+class EngineCalls:
+    """The engines in this process, called as the single process calls them."""
+
+    def __init__(self, stages: LocalStages) -> None:
+        self._stages = stages
+
+    async def embed(self, question: str) -> NDArray[np.float32]:
+        vectors = await self._stages.embed([question], "query")
+        return np.asarray(vectors[0], dtype=np.float32)
+
+    async def search(self, vector: NDArray[np.float32]) -> list[Hit]:
+        hits = await asyncio.to_thread(self._stages.retriever.search, vector[None, :], None)
+        return hits[0]
+
+    async def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
+        return await self._stages.rerank(question, hits, None)
+
+    async def generate(self, request: GenerationRequest) -> None:
+        async for _ in self._stages.generate(request):
+            pass
+
+
+class HandleCalls:
+    """The stage deployments, called through their handles as the ingress calls them."""
+
+    def __init__(self, embedder: Any, retriever: Any, reranker: Any, generator: Any) -> None:
+        self._embedder, self._retriever, self._reranker = embedder, retriever, reranker
+        self._generator = generator.options(stream=True)
+
+    async def embed(self, question: str) -> NDArray[np.float32]:
+        vector: NDArray[np.float32] = await self._embedder.embed_query.remote(question)
+        return vector
+
+    async def search(self, vector: NDArray[np.float32]) -> list[Hit]:
+        hits: list[Hit] = await self._retriever.search.remote(vector, None)
+        return hits
+
+    async def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
+        texts = [h.passage.document_text for h in hits]
+        ranking: Ranking = await self._reranker.rerank.remote(question, texts, None)
+        return ranking.apply(hits)
+
+    async def generate(self, request: GenerationRequest) -> None:
+        async for _ in self._generator.generate_chunks.remote(request):
+            pass
+
+
+def timed_chain(
+    calls: StageCalls, questions: Sequence[str], times: Mapping[str, list[float]]
+) -> Request:
+    """The RAG chain made with ``calls``, each call's duration (ms) added to ``times``."""
+
+    async def request(number: int) -> float | None:
+        question = questions[number % len(questions)]
+        start = time.perf_counter()
+        vector = await calls.embed(question)
+        embedded = time.perf_counter()
+        hits = await calls.search(vector)
+        searched = time.perf_counter()
+        top = await calls.rerank(question, hits)
+        reranked = time.perf_counter()
+        await calls.generate(
+            GenerationRequest([ChatTurn("user", question)], [h.passage for h in top])
+        )
+        marks = (start, embedded, searched, reranked, time.perf_counter())
+        for stage, begin, end in zip(STAGE_CALLS, marks, marks[1:], strict=False):
+            times[stage].append((end - begin) * 1000)
+        return None
+
+    return request
+
+
+async def measure_stage_calls(
+    sides: Mapping[str, StageCalls],
+    questions: Sequence[str],
+    plan: Plan,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Each side's chain one request at a time, runs alternating: per side, the
+    median duration of each call and of the whole chain (median of the runs' medians,
+    with their range)."""
+    names = list(sides)
+    medians: dict[str, dict[str, list[float]]] = {
+        name: {part: [] for part in (*STAGE_CALLS, "chain")} for name in names
+    }
+    for run in range(plan.runs):
+        for name in names[run % len(names) :] + names[: run % len(names)]:
+            await drive(timed_chain(sides[name], questions, _times()), 1, plan.warmup_s)
+            times = _times()
+            result = await drive(timed_chain(sides[name], questions, times), 1, plan.seconds)
+            for stage in STAGE_CALLS:
+                medians[name][stage].append(statistics.median(times[stage]))
+            medians[name]["chain"].append(result.percentile(50))
+            progress(
+                f"run {run + 1}/{plan.runs} {name}: "
+                + ", ".join(f"{s} {statistics.median(times[s]):.2f}" for s in STAGE_CALLS)
+                + f" ms (p50 per call); chain {result.percentile(50):.2f} ms"
+            )
+    return {
+        "stages": list(STAGE_CALLS),
+        "p50_ms": {
+            name: {part: Figure.of(values).as_dict() for part, values in parts.items()}
+            for name, parts in medians.items()
+        },
+    }
+
+
+def _times() -> dict[str, list[float]]:
+    return {stage: [] for stage in STAGE_CALLS}

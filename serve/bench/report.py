@@ -351,7 +351,51 @@ def _overhead_markdown(section: Mapping[str, Any]) -> list[str]:
                 f"(the graph's four hops before any work or data): p50 "
                 f"{_fig(chain, 'p50_ms', 2)} ms, against {four:.2f} ms for four single hops."
             )
+    if calls := section.get("stage_calls"):
+        lines += ["", *_stage_calls_markdown(calls, section)]
     return [*lines, ""]
+
+
+def _stage_calls_markdown(calls: Mapping[str, Any], section: Mapping[str, Any]) -> list[str]:
+    """Where the added latency goes: the chain's calls one by one, engines against
+    stage deployments."""
+    (engines, engine_parts), (handles, handle_parts) = calls["p50_ms"].items()
+    rows = []
+    for part in (*calls["stages"], "chain"):
+        engine, handle = engine_parts[part], handle_parts[part]
+        rows.append(
+            [
+                "the four in turn" if part == "chain" else part,
+                _fig({"p50": engine}, "p50", 2),
+                _fig({"p50": handle}, "p50", 2),
+                f"{handle['median'] - engine['median']:+.2f}",
+            ]
+        )
+    lines = [
+        "Where the added latency goes: the chain's four calls timed one by one, one "
+        f"request at a time, made as the ingress makes them ({handles}) and as the single "
+        f"process makes them ({engines}); p50 per call in ms.",
+        "",
+        *_table(["call", engines, handles, "added"], rows),
+    ]
+    added = next(
+        (
+            c["added_p50_ms"]
+            for c in section.get("comparison", [])
+            if c["concurrency"] == 1 and "direct ingress" in c["setup"]
+        ),
+        None,
+    )
+    if added is not None:
+        hops = handle_parts["chain"]["median"] - engine_parts["chain"]["median"]
+        lines += [
+            "",
+            f"Of the graph's +{added:.1f} ms at 1 client (direct ingress), the four calls "
+            f"through handles account for {hops:+.1f} ms; the rest ({added - hops:+.1f} ms) "
+            "is what the graph adds outside the four calls: Serve's HTTP path into the "
+            "ingress replica and the ingress's deadline and retry handling around each call.",
+        ]
+    return lines
 
 
 def _streaming_markdown(section: Mapping[str, Any]) -> list[str]:

@@ -63,6 +63,8 @@ EMPTY_APPS = tuple(f"bench-empty-stage-{n}" for n in range(1, 5))
 """Four applications of one EmptyStage each: as many as the graph has hops."""
 EMPTY_HOP = "empty deployment (handle)"
 EMPTY_CHAIN = "four empty deployments in turn (handles)"
+ENGINE_CALLS = "engines in this process"
+HANDLE_CALLS = "stage deployments (handles)"
 REPLICAS = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")
 LIGHT: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}}
 """Replicas reserve no CPU: every application of the suite fits on a 2-CPU machine at
@@ -320,6 +322,7 @@ class Suite:
                     section = report.overhead_section(points, SINGLE)
                     section["resident_mib"] = _rounded(resident_mib(our_processes(GRAPH_APP)))
                     section.update(await self._hop_floor())
+                    section["stage_calls"] = await self._stage_calls(config, demo)
                     self.results["overhead"] = section
                 if "streaming" in s.sections:
                     await self._streaming(http, config, demo)
@@ -346,6 +349,24 @@ class Suite:
             self._delete(app)
         floor, chain = (p.summary(report.LATENCY) for p in points)
         return {"hop_floor": floor, "hop_chain": chain}
+
+    async def _stage_calls(self, config: AppConfig, demo: corpora.BenchIndex) -> dict[str, Any]:
+        """Where the graph's added latency goes: the chain's four calls timed one by
+        one, made by the ingress's way (the graph's stage deployments through handles)
+        and by the single process's (the engines in this process)."""
+        from ray import serve
+
+        handles = (
+            serve.get_deployment_handle(name, app_name=GRAPH_APP) for name in overhead.STAGE_CALLS
+        )
+        sides: dict[str, overhead.StageCalls] = {
+            ENGINE_CALLS: overhead.EngineCalls(local_stages(config, demo.version_dir)),
+            HANDLE_CALLS: overhead.HandleCalls(*handles),
+        }
+        self.say("stage by stage, one request at a time:")
+        return await overhead.measure_stage_calls(
+            sides, demo.questions, self.settings.plan, self.say
+        )
 
     async def _streaming(
         self, http: Mapping[str, str], config: AppConfig, demo: corpora.BenchIndex

@@ -99,6 +99,20 @@ def test_graph_overhead(results: dict[str, Any]) -> None:
         assert point["cpu_ms_per_request"]["EmptyStage"]["median"] > 0
     # Four calls take longer than one.
     assert chain["p50_ms"]["median"] > floor["p50_ms"]["median"]
+    calls = section["stage_calls"]
+    stages = ["Embedder", "Retriever", "Reranker", "Generator"]
+    assert calls["stages"] == stages
+    assert set(calls["p50_ms"]) == {"engines in this process", "stage deployments (handles)"}
+    for parts in calls["p50_ms"].values():
+        assert set(parts) == {*stages, "chain"}
+        for figure in parts.values():
+            assert 0 < figure["min"] <= figure["median"] <= figure["max"]
+        # The chain's latency holds its four calls.
+        assert parts["chain"]["median"] >= 0.9 * sum(parts[s]["median"] for s in stages)
+    handles = calls["p50_ms"]["stage deployments (handles)"]
+    # Every call through a deployment costs at least a hop.
+    for stage in stages:
+        assert handles[stage]["median"] > 0.5 * floor["p50_ms"]["median"], stage
 
 
 def test_streaming(results: dict[str, Any]) -> None:
@@ -190,6 +204,10 @@ def test_report_and_plots_are_written(quick_run: Path, results: dict[str, Any]) 
     for heading in ("Targets", "Graph overhead", "Streaming", "Dynamic batching", "Retrieval"):
         assert f"## {heading}" in markdown, heading
     assert "quick mode" in markdown
+    # The stage-by-stage table: a row per call and one for the four in turn.
+    assert "Where the added latency goes" in markdown
+    for call in ("Embedder", "Retriever", "Reranker", "Generator", "the four in turn"):
+        assert f"\n| {call} | " in markdown, call
     plots = sorted(p.name for p in quick_run.glob("*.png"))
     assert plots == [
         "latency_vs_concurrency.png",
