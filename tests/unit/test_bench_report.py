@@ -1,6 +1,9 @@
-"""How the benchmark report compares streaming setups and judges the TTFT target."""
+"""How the benchmark report compares streaming setups, judges the TTFT target and splits
+the added latency into the stage calls."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from serve.bench import report
 from serve.bench.load import Point, RunResult
@@ -52,3 +55,31 @@ def test_ttft_target_is_judged_on_the_streaming_path_and_generator_hop() -> None
     judged = {t["name"].split(":")[0]: t["met"] for t in report.targets(results)}
     # The whole request (retrieval hops included) and the single process are reference rows.
     assert judged == {"graph, no retrieval": False, "Generator deployment": True}
+
+
+def figure(median: float) -> dict[str, float]:
+    return {"median": median, "min": median - 0.1, "max": median + 0.2}
+
+
+def test_stage_calls_split_the_added_latency_into_the_calls_and_the_rest() -> None:
+    stages = ["Embedder", "Retriever", "Reranker", "Generator"]
+    engines = dict(zip(stages, map(figure, (0.5, 0.8, 3.0, 1.2)), strict=True))
+    handles = dict(zip(stages, map(figure, (3.0, 3.7, 6.6, 4.3)), strict=True))
+    section: dict[str, Any] = {
+        "comparison": [
+            {"setup": "graph (direct ingress)", "concurrency": 1, "added_p50_ms": 14.3},
+            {"setup": "graph (direct ingress)", "concurrency": 16, "added_p50_ms": 30.0},
+        ],
+        "stage_calls": {
+            "stages": stages,
+            "p50_ms": {
+                "engines in this process": {**engines, "chain": figure(5.6)},
+                "stage deployments (handles)": {**handles, "chain": figure(18.0)},
+            },
+        },
+    }
+    lines = report._stage_calls_markdown(section["stage_calls"], section)
+    assert "| Reranker | 3.00 (2.90-3.20) | 6.60 (6.50-6.80) | +3.60 |" in lines
+    assert "| the four in turn | 5.60 (5.50-5.80) | 18.00 (17.90-18.20) | +12.40 |" in lines
+    # The 1-client figure of the direct ingress, split into the calls and the rest.
+    assert any("+14.3 ms" in line and "+12.4 ms" in line and "(+1.9 ms)" in line for line in lines)
