@@ -13,15 +13,15 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from deployments.generator.protocol import ChatTurn, GenerationRequest
-from deployments.ingress.stages import LocalStages, StageClient
+from deployments.ingress.stages import GraphStages, LocalStages, StageClient
 from deployments.passage import Hit
-from deployments.reranker.protocol import Ranking
 from serve.bench.http_client import ChatClient
 from serve.bench.load import Figure, Point, Request, RunResult, drive
 from serve.bench.processes import CpuWatch
@@ -220,11 +220,13 @@ class EngineCalls:
 
 
 class HandleCalls:
-    """The stage deployments, called through their handles as the ingress calls them."""
+    """The stage deployments, called through their handles as the ingress calls them
+    (its GraphStages for the rerank and generate calls; embed and search, which
+    GraphStages makes as one ``retrieve``, straight through the handles)."""
 
     def __init__(self, embedder: Any, retriever: Any, reranker: Any, generator: Any) -> None:
-        self._embedder, self._retriever, self._reranker = embedder, retriever, reranker
-        self._generator = generator.options(stream=True)
+        self._embedder, self._retriever = embedder, retriever
+        self._stages = GraphStages(embedder, retriever, reranker, generator)
 
     async def embed(self, question: str) -> NDArray[np.float32]:
         vector: NDArray[np.float32] = await self._embedder.embed_query.remote(question)
@@ -235,12 +237,10 @@ class HandleCalls:
         return hits
 
     async def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
-        texts = [h.passage.document_text for h in hits]
-        ranking: Ranking = await self._reranker.rerank.remote(question, texts, None)
-        return ranking.apply(hits)
+        return await self._stages.rerank(question, hits, None)
 
     async def generate(self, request: GenerationRequest) -> None:
-        async for _ in self._generator.generate_chunks.remote(request):
+        async for _ in self._stages.generate(request):
             pass
 
 
@@ -262,7 +262,7 @@ def timed_chain(
             GenerationRequest([ChatTurn("user", question)], [h.passage for h in top])
         )
         marks = (start, embedded, searched, reranked, time.perf_counter())
-        for stage, begin, end in zip(STAGE_CALLS, marks, marks[1:], strict=False):
+        for stage, (begin, end) in zip(STAGE_CALLS, pairwise(marks), strict=True):
             times[stage].append((end - begin) * 1000)
         return None
 

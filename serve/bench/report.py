@@ -393,7 +393,7 @@ def _stage_calls_markdown(calls: Mapping[str, Any], section: Mapping[str, Any]) 
             f"Of the graph's +{added:.1f} ms at 1 client (direct ingress), the four calls "
             f"through handles account for {hops:+.1f} ms; the rest ({added - hops:+.1f} ms) "
             "is what the graph adds outside the four calls: Serve's HTTP path into the "
-            "ingress replica and the ingress's deadline and retry handling around each call.",
+            "ingress replica and the ingress's own work around the calls (deadlines among it).",
         ]
     return lines
 
