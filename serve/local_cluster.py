@@ -13,8 +13,10 @@ loopback. ``shutdown`` stops every process it started.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -23,6 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+HEAD_START_ATTEMPTS = 2
+"""Ray gives a starting node's raylet 30 s to register with the GCS; once, on a loaded
+2-CPU machine, the head missed that and the whole cluster suite failed at setup. A
+second attempt starts afresh."""
 
 FAST_FAILURE_DETECTION: dict[str, Any] = {
     # A node that stops answering is declared dead after 3 missed 1 s health checks
@@ -142,31 +151,28 @@ def local_cluster(
     """
     import ray
     from ray import serve
-    from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
         raise RuntimeError("this process is already connected to a Ray cluster")
-    # Unix socket paths must stay short: a short directory directly under /tmp.
-    temp_dir = Path(tempfile.mkdtemp(prefix="jrc-", dir="/tmp"))
-    variables = {**(env or {}), "RAY_TMPDIR": str(temp_dir)}
     cluster = None
+    temp_dir = None
     started = time.monotonic()
     try:
-        with environment(variables):
-            dashboard_port = free_port()
-            cluster = Cluster(
-                initialize_head=True,
-                head_node_args={
-                    "num_cpus": shape.head_cpus,
-                    "num_gpus": 0,
-                    "object_store_memory": shape.object_store_bytes,
-                    "include_dashboard": True,
-                    "dashboard_host": "127.0.0.1",
-                    "dashboard_port": dashboard_port,
-                    "metrics_export_port": free_port(),
-                    "_system_config": FAST_FAILURE_DETECTION,
-                },
-            )
+        dashboard_port = free_port()
+        cluster, temp_dir = _start_head(
+            {
+                "num_cpus": shape.head_cpus,
+                "num_gpus": 0,
+                "object_store_memory": shape.object_store_bytes,
+                "include_dashboard": True,
+                "dashboard_host": "127.0.0.1",
+                "dashboard_port": dashboard_port,
+                "metrics_export_port": free_port(),
+                "_system_config": FAST_FAILURE_DETECTION,
+            },
+            env or {},
+        )
+        with environment({**(env or {}), "RAY_TMPDIR": str(temp_dir)}):
             local = LocalCluster(shape, cluster, free_port(), dashboard_port, temp_dir)
             for _ in range(shape.gpu_workers):
                 local.add_worker()
@@ -188,7 +194,42 @@ def local_cluster(
         if cluster is not None:
             with environment({"RAY_TMPDIR": str(temp_dir)}):
                 cluster.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _start_head(head_node_args: dict[str, Any], env: Mapping[str, str]) -> tuple[Any, Path]:
+    """A ``Cluster`` with its head node started, and the private temporary directory its
+    processes use. A start that times out is stopped (every process it left) and
+    tried again, up to HEAD_START_ATTEMPTS times."""
+    from ray.cluster_utils import Cluster
+
+    for attempt in range(1, HEAD_START_ATTEMPTS + 1):
+        # Unix socket paths must stay short: a short directory directly under /tmp.
+        temp_dir = Path(tempfile.mkdtemp(prefix="jrc-", dir="/tmp"))
+        try:
+            with environment({**env, "RAY_TMPDIR": str(temp_dir)}):
+                return Cluster(initialize_head=True, head_node_args=head_node_args), temp_dir
+        except Exception as error:
+            _kill_processes_naming(temp_dir)
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            if attempt == HEAD_START_ATTEMPTS or "timed out during startup" not in str(error):
+                raise
+            logger.warning("the head node did not start (%s); starting it again", error)
+    raise AssertionError("unreachable")
+
+
+def _kill_processes_naming(directory: Path) -> None:
+    """Kills every process whose command line names ``directory``: what a failed node
+    start left running (its GCS, raylet, dashboard...). Reads /proc (Linux); elsewhere
+    it finds none, and Ray stops them when this process exits."""
+    marker = str(directory).encode()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 def _wait_for_dashboard(url: str, deadline: float) -> None:
