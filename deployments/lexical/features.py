@@ -9,6 +9,7 @@ A document's title is its first line, as in ``Passage.document_text``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,12 @@ MAX_QUERY_CHARS = 256
 MAX_DOCUMENT_CHARS = 2048
 """Longer queries and documents are cut (as a cross-encoder cuts its input): the match
 matrix has a row per query character and a column per document character."""
+DOCUMENT_CACHE_SIZE = 2048
+"""Documents whose cleaned code points and title are kept: the passages of a corpus
+come back for many queries, and cleaning them is ~15% of the work."""
+CACHED_DOCUMENT_CHARS = 2 * MAX_DOCUMENT_CHARS
+"""Longer documents are not kept (the cache holds each document as its key), so that
+the cache stays within a few tens of MB whatever clients send to /v1/rerank."""
 _K1 = 1.2
 _B = 0.75
 
@@ -70,10 +77,9 @@ class LexicalFeatures:
         points = codepoints(text)
         if len(points) == 0 or not documents:
             return out
-        titles = [_title(d) for d in documents]
-        matches = QueryMatches.find(
-            points, [codepoints(d)[:MAX_DOCUMENT_CHARS] for d in documents], WIDE_WINDOW
-        )
+        views = [_document_view(d) for d in documents]
+        titles = [title for _, title in views]
+        matches = QueryMatches.find(points, [text for text, _ in views], WIDE_WINDOW)
         length_ratio = matches.lengths / max(self.stats.average_length, 1.0)
         feature: dict[str, NDArray[np.float32] | NDArray[np.float64]] = {}
 
@@ -158,6 +164,22 @@ def _bm25(
 ) -> NDArray[np.float32]:
     """(documents,): BM25 of terms weighing ``weights``, with ``counts`` (terms, documents)."""
     return np.asarray(weights @ saturated_tf(counts, length_ratio[None, :], _K1, _B))
+
+
+def _document_view(document: str) -> tuple[NDArray[np.uint32], str]:
+    """The code points of a document's cleaned text (cut to ``MAX_DOCUMENT_CHARS``,
+    read-only) and its title; kept for documents of up to ``CACHED_DOCUMENT_CHARS``."""
+    if len(document) > CACHED_DOCUMENT_CHARS:
+        return _view_of(document)
+    return _kept_view_of(document)
+
+
+def _view_of(document: str) -> tuple[NDArray[np.uint32], str]:
+    text = cleaned(document)[:MAX_DOCUMENT_CHARS]
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), _title(document)
+
+
+_kept_view_of = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(_view_of)
 
 
 def _title(document: str) -> str:

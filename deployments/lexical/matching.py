@@ -32,10 +32,13 @@ class QueryMatches:
 
     @classmethod
     def find(
-        cls, query: NDArray[np.uint64], documents: Sequence[NDArray[np.uint64]], gap: int
+        cls,
+        query: NDArray[np.uint64],
+        documents: Sequence[NDArray[np.uint32] | NDArray[np.uint64]],
+        gap: int,
     ) -> QueryMatches:
-        """Match ``query`` against ``documents``, laid out ``gap`` columns apart (the
-        widest window later asked for, so that no window spans two documents)."""
+        """Match ``query`` against ``documents`` (code points), laid out ``gap`` columns
+        apart (the widest window later asked for, so that no window spans two documents)."""
         lengths = np.array([len(d) for d in documents], dtype=np.int64)
         starts = np.cumsum(lengths + gap) - lengths
         text = np.full(int(lengths.sum()) + gap * (len(documents) + 1), _GAP_POINT)

@@ -18,6 +18,7 @@ was, and a new version appears whole or not at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import mmap
@@ -156,14 +157,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+PASSAGE_CACHE_SIZE = 4096
+"""Passages a store keeps decoded (a few MB): searches keep finding the same ones."""
+
+
 class PassageStore:
-    """Random access to the passages of one version, memory-mapped."""
+    """Random access to the passages of one version, memory-mapped; the passages
+    looked up most recently stay decoded (``PASSAGE_CACHE_SIZE``)."""
 
     def __init__(self, version_dir: Path) -> None:
         self._offsets = np.load(version_dir / OFFSETS_FILE, mmap_mode="r")
         self._file = (version_dir / PASSAGES_FILE).open("rb")
         size = os.fstat(self._file.fileno()).st_size
         self._data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self._recent = functools.lru_cache(maxsize=PASSAGE_CACHE_SIZE)(self._read)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -171,6 +178,9 @@ class PassageStore:
     def __getitem__(self, row: int) -> Passage:
         if not 0 <= row < len(self):
             raise IndexError(f"passage row {row} out of range 0..{len(self) - 1}")
+        return self._recent(row)
+
+    def _read(self, row: int) -> Passage:
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
         record = json.loads(self._data[start:end])
         return Passage(
@@ -182,10 +192,12 @@ class PassageStore:
         )
 
     def __iter__(self) -> Iterator[Passage]:
+        # A whole pass decodes each passage once: no use keeping them.
         for row in range(len(self)):
-            yield self[row]
+            yield self._read(row)
 
     def close(self) -> None:
+        self._recent.cache_clear()
         if isinstance(self._data, mmap.mmap):
             self._data.close()
         self._file.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from deployments.generator.protocol import ChatTurn, GenerationRequest
+from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
 from deployments.ingress.stages import GraphStages, LocalStages, StageClient
 from deployments.passage import Hit
 from serve.bench.http_client import ChatClient
@@ -143,11 +143,7 @@ def engine_chain(stages: StageClient, questions: Sequence[str]) -> Request:
         hits = await stages.retrieve(question, None)
         top = await stages.rerank(question, hits, None)
         generation = GenerationRequest([ChatTurn("user", question)], [h.passage for h in top])
-        first = None
-        async for piece in stages.generate(generation):
-            if first is None and piece.text:
-                first = time.perf_counter() - start
-        return first
+        return await _first_text_after(start, stages.generate(generation))
 
     return request
 
@@ -159,13 +155,18 @@ def generation_only(stages: StageClient, requests: Sequence[GenerationRequest]) 
     async def request(number: int) -> float | None:
         generation = requests[number % len(requests)]
         start = time.perf_counter()
-        first = None
-        async for piece in stages.generate(generation):
-            if first is None and piece.text:
-                first = time.perf_counter() - start
-        return first
+        return await _first_text_after(start, stages.generate(generation))
 
     return request
+
+
+async def _first_text_after(start: float, pieces: AsyncIterator[GeneratedText]) -> float | None:
+    """Reads the stream to its end; the time from ``start`` to its first piece of text."""
+    first = None
+    async for piece in pieces:
+        if first is None and piece.text:
+            first = time.perf_counter() - start
+    return first
 
 
 async def prepared_generations(

@@ -54,6 +54,19 @@ def test_passage_store_reads_back_every_passage(tiny_index: Path) -> None:
         store.close()
 
 
+def test_passage_store_keeps_recent_passages_decoded(tiny_index: Path) -> None:
+    store = PassageStore(resolve_version_dir(tiny_index))
+    try:
+        first = store[1]
+        assert store[1] is first  # decoded once, then kept
+        assert store[0] is not first and store[0].id == "hokkaido"
+        assert [p.id for p in store] == ["hokkaido", "okinawa", "kyoto"]
+        with pytest.raises(IndexError):
+            store[-1]
+    finally:
+        store.close()
+
+
 def test_a_second_build_becomes_current_and_old_versions_stay(
     tiny_index: Path, tiny_corpus: Path
 ) -> None:

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from deployments.lexical import features as lexical_features
 from deployments.lexical.features import FEATURE_NAMES, LexicalFeatures
 from deployments.lexical.ngrams import codepoints, hashed_ngrams
 from deployments.lexical.question_phrases import QuestionPhrases
@@ -74,3 +75,26 @@ def test_empty_query_or_no_documents(extractor: LexicalFeatures) -> None:
 def test_long_documents_are_cut(extractor: LexicalFeatures) -> None:
     features = extractor.extract("富士山", ["富士山" + "あ" * 10_000])
     assert column(features, "log_length")[0] == pytest.approx(math.log1p(2048))
+
+
+def test_only_documents_of_passage_size_are_kept(extractor: LexicalFeatures) -> None:
+    kept = lexical_features._kept_view_of
+    kept.cache_clear()
+    extractor.extract("富士山", ["富士山" + "あ" * lexical_features.CACHED_DOCUMENT_CHARS])
+    assert kept.cache_info().currsize == 0
+    extractor.extract("富士山", ["富士山は日本一高い山です。"] * 3)
+    assert kept.cache_info().currsize == 1 and kept.cache_info().hits == 2
+
+
+def test_a_documents_features_do_not_depend_on_its_batch_or_earlier_calls(
+    extractor: LexicalFeatures, documents: tuple[str, ...]
+) -> None:
+    # Documents' cleaned text is kept between calls: the same document must give the
+    # same row (up to float rounding) in any batch, any position, after any other call.
+    query = "富士山の標高は何メートルですか"
+    batch = list(documents)
+    first = extractor.extract(query, batch)
+    extractor.extract("琵琶湖はどこにありますか", batch[::-1])
+    np.testing.assert_allclose(extractor.extract(query, batch[::-1]), first[::-1], rtol=1e-5)
+    for i, document in enumerate(batch):
+        np.testing.assert_allclose(extractor.extract(query, [document])[0], first[i], rtol=1e-5)
