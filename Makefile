@@ -58,7 +58,7 @@ unit: install-dev
 integration: install-dev
 	$(BIN)/pytest tests/integration
 
-# The benchmark suite (README "Performance (measured)"): about 17 minutes on 2 CPUs;
+# The benchmark suite (README "Performance (measured)"): 17 to 19 minutes on 2 CPUs;
 # writes results.json, results.md and PNG plots to bench-results/<UTC start time>/ and
 # the report into README.md.
 bench: install-dev
