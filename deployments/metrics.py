@@ -9,7 +9,7 @@ Ray exports every metric on each node's metrics port as Prometheus text, with th
 prefix ``ray_``, counters with the suffix ``_total`` and histograms as ``_bucket``,
 ``_sum`` and ``_count``. Serve adds the tags ``application``, ``deployment`` and
 ``replica``. ``exported_series`` gives the names as Prometheus sees them; the Grafana
-dashboard (``serve/grafana.py``) and the tests use them, so a renamed metric cannot
+dashboard (``serve/ops/grafana.py``) and the tests use them, so a renamed metric cannot
 silently leave a panel empty.
 
 Recording never fails a request: outside a Ray worker (unit tests, the in-process

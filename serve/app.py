@@ -10,10 +10,10 @@ from ray.serve import Application
 
 from deployments.embedder.deployment import Embedder
 from deployments.generator.deployment import Generator
+from deployments.index.format import read_manifest, resolve_version_dir
 from deployments.ingress.deployment import Ingress
 from deployments.reranker.deployment import Reranker
 from deployments.retriever.deployment import Retriever
-from deployments.retriever.index_format import read_manifest, resolve_version_dir
 from serve.config import AppConfig
 
 # Every stage sheds load once its queue is full (503 with Retry-After, as JSON from

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from deployments.extras import MissingDependencyError
-from deployments.retriever.index_format import InvalidIndexError
+from deployments.index.format import InvalidIndexError
 from serve.commands import bench as bench_commands
 from serve.commands import check as check_commands
 from serve.commands import cluster as cluster_commands
 from serve.commands import eval as eval_commands
 from serve.commands import index as index_commands
 from serve.config_file import ConfigFileError
-from serve.corpus import CorpusError
+from serve.indexing.corpus import CorpusError
 
 COMMAND_GROUPS = (index_commands, eval_commands, check_commands, bench_commands, cluster_commands)
 """Each module registers its subcommands with ``register(subparsers)``."""

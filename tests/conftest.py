@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from deployments.embedder.config import HashingEmbedderConfig, SentenceTransformersEmbedderConfig
-from serve import random_models
-from serve.indexing import BuildSettings, build_index
-from tests.support import DEMO_CORPUS, write_jsonl
+from serve.bench import random_models
+from serve.demo import DEMO_CORPUS
+from serve.indexing.build import BuildSettings, build_index
+from tests.support import write_jsonl
 
 TINY_DOCUMENTS = [
     {

@@ -11,10 +11,9 @@ from typing import Any
 
 import requests
 
+from serve.demo import DEMO_QUESTIONS
+
 REPO = Path(__file__).resolve().parents[1]
-DEMO_CORPUS = REPO / "serve" / "demo" / "prefectures.jsonl"
-DEMO_QUESTIONS = REPO / "serve" / "demo" / "questions.jsonl"
-DEMO_CONFIG = REPO / "serve" / "demo" / "demo_config.yaml"
 
 
 def free_port() -> int:
@@ -53,12 +52,12 @@ def local_stages(index_root: Path, generator: Any = None) -> Any:
     from deployments.embedder.factory import create_embedder
     from deployments.generator.config import ExtractiveGeneratorConfig
     from deployments.generator.factory import create_generator
+    from deployments.index.format import resolve_version_dir
     from deployments.ingress.stages import LocalStages
     from deployments.reranker.config import LexicalRerankerConfig
     from deployments.reranker.factory import create_reranker
     from deployments.retriever.config import RetrieverConfig
     from deployments.retriever.faiss_search import FaissRetriever
-    from deployments.retriever.index_format import resolve_version_dir
 
     version_dir = resolve_version_dir(index_root)
     return LocalStages(

@@ -17,9 +17,9 @@ from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
 from deployments.health import probe
+from deployments.index.format import check_embedder, read_manifest
 from deployments.metrics import StageMetrics
 from deployments.placement import replica_placement
-from deployments.retriever.index_format import check_embedder, read_manifest
 
 TextKind = Literal["query", "passage"]
 

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deployments.embedder.config import HashingEmbedderConfig
-from deployments.embedder.protocol import EmbedderIdentity
+from deployments.index.format import EmbedderIdentity
 from deployments.lexical.bm25 import saturated_tf
 from deployments.lexical.ngrams import codepoints, distinct_ngrams, signed_slots
 from deployments.lexical.question_phrases import QuestionPhrases

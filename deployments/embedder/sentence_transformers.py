@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deployments.embedder.config import SentenceTransformersEmbedderConfig
-from deployments.embedder.protocol import EmbedderIdentity
 from deployments.extras import check_japanese_tokenizer, require
+from deployments.index.format import EmbedderIdentity
 from deployments.torch_runtime import resolve_device, torch_dtype
 
 logger = logging.getLogger(__name__)

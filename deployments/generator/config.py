@@ -13,7 +13,7 @@ from deployments.torch_runtime import Device, DType
 
 NO_ANSWER_JA = "ご質問に関連する情報は、参照した資料の中に見つかりませんでした。"
 DEFAULT_SENTENCE_WEIGHTS = Path(__file__).with_name("sentence_weights.json")
-"""Sentence scorer trained on JaQuAD by ``python -m serve.generator_training``."""
+"""Sentence scorer trained on JaQuAD by ``python -m serve.training.generator``."""
 
 
 class ExtractiveGeneratorConfig(StrictConfig):
@@ -43,7 +43,7 @@ class ExtractiveGeneratorConfig(StrictConfig):
     weights_path: str | None = Field(
         None,
         description="JSON weights of the sentence scorer written by "
-        "`python -m serve.generator_training`; default: those shipped with the package.",
+        "`python -m serve.training.generator`; default: those shipped with the package.",
     )
     no_answer_message: str = Field(NO_ANSWER_JA, description="Said when nothing relevant is found.")
     piece_chars: int = Field(4, ge=1, description="Characters per streamed piece (one 'token').")

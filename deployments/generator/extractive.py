@@ -30,7 +30,7 @@ class ExtractiveGenerator:
     def __init__(self, config: ExtractiveGeneratorConfig, model: LinearModel | None = None) -> None:
         self.config = config
         self.model = model if model is not None else LinearModel.load(config.weights_file)
-        self.model.require_features(SENTENCE_FEATURE_NAMES, "python -m serve.generator_training")
+        self.model.require_features(SENTENCE_FEATURE_NAMES, "python -m serve.training.generator")
         self.features = SentenceFeatures(QuestionPhrases(self.model.question_phrases))
 
     @property

@@ -2,8 +2,8 @@
 and the question phrases its features were computed without.
 
 Stored as a small JSON file: the reranker's ``deployments/reranker/lexical_weights.json``
-(trained by ``python -m serve.reranker_training``) and the extractive generator's
-``deployments/generator/sentence_weights.json`` (``python -m serve.generator_training``).
+(trained by ``python -m serve.training.reranker``) and the extractive generator's
+``deployments/generator/sentence_weights.json`` (``python -m serve.training.generator``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ its topic. They are rare in documents, so their IDF is high, yet a document that
 contains them is no likelier to answer the question: lexical scores leave them out.
 
 ``question_phrases.json`` next to this module is learned from JaQuAD training
-questions by ``python -m serve.reranker_training``.
+questions by ``python -m serve.training.reranker``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class QuestionPhrases:
         except FileNotFoundError as error:
             raise FileNotFoundError(
                 f"question phrases {path} are missing: learn them with "
-                "`python -m serve.reranker_training`"
+                "`python -m serve.training.reranker`"
             ) from error
         phrases = data.get("question_phrases") if isinstance(data, dict) else None
         if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):

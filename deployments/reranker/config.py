@@ -12,7 +12,7 @@ from deployments.config import backend_discriminator
 from deployments.torch_runtime import Device, DType
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("lexical_weights.json")
-"""Weights trained on JaQuAD by ``python -m serve.reranker_training``."""
+"""Weights trained on JaQuAD by ``python -m serve.training.reranker``."""
 
 
 class LexicalRerankerConfig(BatchingSettings):
@@ -22,7 +22,7 @@ class LexicalRerankerConfig(BatchingSettings):
     backend: Literal["lexical"] = Field("lexical", description="Selects this engine.")
     weights_path: str | None = Field(
         None,
-        description="JSON weights written by `python -m serve.reranker_training`; "
+        description="JSON weights written by `python -m serve.training.reranker`; "
         "default: the weights shipped with the package.",
     )
     top_n: int = Field(5, ge=1, le=100, description="Passages kept for the generator.")

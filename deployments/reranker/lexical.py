@@ -29,7 +29,7 @@ class LexicalReranker:
     ) -> None:
         self.config = config
         self.model = model if model is not None else LinearModel.load(config.weights_file)
-        self.model.require_features(FEATURE_NAMES, "python -m serve.reranker_training")
+        self.model.require_features(FEATURE_NAMES, "python -m serve.training.reranker")
         self.features = LexicalFeatures(stats, QuestionPhrases(self.model.question_phrases))
 
     @property

@@ -9,17 +9,17 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from deployments.embedder.protocol import EmbedderIdentity
-from deployments.passage import Hit
-from deployments.retriever.config import RetrieverConfig
-from deployments.retriever.index_format import (
+from deployments.index.format import (
     FAISS_FILE,
+    EmbedderIdentity,
     IndexManifest,
     InvalidIndexError,
-    PassageStore,
     check_embedder,
     read_manifest,
 )
+from deployments.index.passages import PassageStore
+from deployments.passage import Hit
+from deployments.retriever.config import RetrieverConfig
 
 logger = logging.getLogger(__name__)
 

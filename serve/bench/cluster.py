@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 
 from serve.bench.processes import our_processes
-from serve.local_cluster import environment
+from serve.ops.local_cluster import environment
 
 SERVE_SETTINGS: dict[str, str] = {
     # Ray Serve's throughput-optimised mode (Ray >= 2.50): the replica runs user code

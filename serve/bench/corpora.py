@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployments.embedder.config import EmbedderConfig
-from deployments.retriever.index_format import resolve_version_dir
+from deployments.index.format import resolve_version_dir
 from deployments.text import split_sentences
-from serve.corpus import read_documents, read_questions
-from serve.indexing import BuildSettings, build_index
+from serve.demo import DEMO_CORPUS, DEMO_QUESTIONS
+from serve.indexing.build import BuildSettings, build_index
+from serve.indexing.corpus import read_documents, read_questions
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CORPUS = REPO / "serve" / "demo" / "prefectures.jsonl"
-DEMO_QUESTIONS = REPO / "serve" / "demo" / "questions.jsonl"
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 """Where the benchmark-of-record data lives (see its README): ``../shared/data``."""
 

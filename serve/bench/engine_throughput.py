@@ -26,9 +26,9 @@ from deployments.embedder.sentence_transformers import SentenceTransformerEmbedd
 from deployments.reranker.config import CrossEncoderRerankerConfig
 from deployments.reranker.cross_encoder import CrossEncoderReranker
 from deployments.torch_runtime import DType
-from serve import random_models
+from serve.bench import random_models
 from serve.bench.machine import machine_summary
-from serve.random_models import ENCODER_SHAPES, EncoderShape
+from serve.bench.random_models import ENCODER_SHAPES, EncoderShape
 
 ENGINES = ("Embedder", "Reranker")
 

@@ -23,14 +23,15 @@ import numpy as np
 from deployments.embedder.config import SentenceTransformersEmbedderConfig
 from deployments.embedder.deployment import Embedder
 from deployments.embedder.sentence_transformers import SentenceTransformerEmbedder
+from deployments.index.format import resolve_version_dir
 from deployments.reranker.config import CrossEncoderRerankerConfig
 from deployments.reranker.cross_encoder import CrossEncoderReranker
 from deployments.reranker.deployment import Reranker
-from deployments.retriever.index_format import resolve_version_dir
-from serve import random_models
+from serve.bench import random_models
 from serve.bench.machine import format_load, machine_summary
-from serve.indexing import BuildSettings, build_index
-from serve.random_models import ENCODER_SHAPES
+from serve.bench.random_models import ENCODER_SHAPES
+from serve.demo import DEMO_CORPUS, DEMO_QUESTIONS
+from serve.indexing.build import BuildSettings, build_index
 
 STAGES = ("Embedder", "Reranker")
 VERSIONED_PACKAGES = ("ray", "torch", "transformers", "sentence-transformers", "numpy")
@@ -356,7 +357,7 @@ def _ms_per_call(call: Callable[[int], object], repeats: int = 5) -> float:
 
 
 def _questions() -> list[str]:
-    path = random_models.DEMO_CORPUS.with_name("questions.jsonl")
+    path = DEMO_QUESTIONS
     lines = path.read_text(encoding="utf-8").splitlines()
     return [json.loads(line)["question"] for line in lines if line.strip()]
 
@@ -401,7 +402,7 @@ def _reranker_config(settings: BatchingBenchmark, model: Path) -> CrossEncoderRe
 def _small_index(work: Path, config: SentenceTransformersEmbedderConfig) -> Path:
     """The Embedder deployment checks its index's embedder: give it a tiny one."""
     corpus = work / "corpus.jsonl"
-    lines = random_models.DEMO_CORPUS.read_text(encoding="utf-8").splitlines()[:8]
+    lines = DEMO_CORPUS.read_text(encoding="utf-8").splitlines()[:8]
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     root = work / "index"
     build_index([corpus], root, config, BuildSettings(progress=False))

@@ -10,7 +10,7 @@ from pathlib import Path
 from deployments.embedder.config import HashingEmbedderConfig
 from serve.bench.corpora import BenchIndex, build, demo_questions, write_synthetic_corpus
 from serve.bench.load import Point
-from serve.indexing import BuildSettings
+from serve.indexing.build import BuildSettings
 
 REPLICA_ROLES = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")
 

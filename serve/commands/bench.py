@@ -8,15 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from serve import autoscale_bench
-from serve.bench import engine_throughput
+from serve.bench import autoscale, engine_throughput
 from serve.bench.model_batching import BatchingBenchmark, run
+from serve.bench.random_models import ENCODER_SHAPES
 from serve.bench.report import README_END, README_START
 from serve.bench.scale import ScaleSettings
 from serve.bench.suite import QUICK as QUICK_SUITE
 from serve.bench.suite import SECTIONS, SuiteSettings, launch
 from serve.config_file import find_application, load_serve_config
-from serve.random_models import ENCODER_SHAPES
 
 QUICK = BatchingBenchmark(shape="tiny", text_tokens=64, seconds=0.3, documents_per_rerank=2)
 """A smoke run in seconds (the test suite's); its figures are not meaningful."""
@@ -200,7 +199,7 @@ def _suite(args: argparse.Namespace) -> int:
 
 
 def _register_autoscale(bench_commands: Any) -> None:
-    autoscale = bench_commands.add_parser(
+    parser = bench_commands.add_parser(
         "autoscale",
         help="on a multi-node local cluster: time from a load step to the first added "
         "replica serving and from the load's end to the scale-down, per stage, and the "
@@ -210,46 +209,46 @@ def _register_autoscale(bench_commands: Any) -> None:
         "built-in stages (Embedder and Reranker paced to a fixed time per item), steps a "
         "loopback load up and stops it, and prints what the autoscaler did.",
     )
-    full, quick = autoscale_bench.AutoscaleBenchmark(), autoscale_bench.QUICK
-    autoscale.add_argument(
+    full, quick = autoscale.AutoscaleBenchmark(), autoscale.QUICK
+    parser.add_argument(
         "--serve-config",
         type=Path,
         default=full.serve_config,
         help="Serve config whose deployments: section (GPU fractions, autoscaling) to use",
     )
-    autoscale.add_argument(
+    parser.add_argument(
         "--workers", type=int, help=f"GPU worker nodes (default {full.shape.gpu_workers})"
     )
-    autoscale.add_argument(
+    parser.add_argument(
         "--heavy",
         type=int,
         help=f"requests in flight after the step (default {full.heavy_concurrency}; "
         f"{quick.heavy_concurrency} with --quick)",
     )
-    autoscale.add_argument(
+    parser.add_argument(
         "--hold",
         type=float,
         help=f"seconds of load after the scale-up (default {full.after_s:g}; "
         f"{quick.after_s:g} with --quick)",
     )
-    autoscale.add_argument(
+    parser.add_argument(
         "--item-ms",
         type=float,
         help="stand-in model time per embedded text and per rerank request (default "
         f"{full.embed_seconds_per_text * 1000:g}; {quick.embed_seconds_per_text * 1000:g} "
         "with --quick)",
     )
-    autoscale.add_argument(
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="delays of a few seconds instead of serve_config.yaml's (about a minute; the "
         "test suite's smoke run)",
     )
-    autoscale.set_defaults(run=_autoscale)
+    parser.set_defaults(run=_autoscale)
 
 
 def _autoscale(args: argparse.Namespace) -> int:
-    settings = autoscale_bench.QUICK if args.quick else autoscale_bench.AutoscaleBenchmark()
+    settings = autoscale.QUICK if args.quick else autoscale.AutoscaleBenchmark()
     settings = dataclasses.replace(settings, serve_config=args.serve_config)
     if args.workers is not None:
         shape = dataclasses.replace(settings.shape, gpu_workers=args.workers)
@@ -263,5 +262,5 @@ def _autoscale(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(
             settings, embed_seconds_per_text=seconds, rerank_seconds_per_request=seconds
         )
-    autoscale_bench.run(settings, sys.stdout)
+    autoscale.run(settings, sys.stdout)
     return 0

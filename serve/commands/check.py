@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from serve.preflight import check, format_report
+from serve.ops.preflight import check, format_report
 
 
 def register(commands: Any) -> None:

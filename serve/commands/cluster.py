@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from serve import kuberay
+from serve.ops import kuberay
 
 
 def register(commands: Any) -> None:

@@ -8,13 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from deployments.index.format import resolve_version_dir
 from deployments.retriever.config import RetrieverConfig
-from deployments.retriever.index_format import resolve_version_dir
 from serve.commands.common import add_config_options, app_config
 from serve.config import AppConfig
-from serve.corpus import Question, read_questions
-from serve.evaluation import Pipeline, evaluate_answers, evaluate_retrieval
-from serve.indexing import BuildSettings, build_index
+from serve.evaluation.quality import Pipeline, evaluate_answers, evaluate_retrieval
+from serve.indexing.build import BuildSettings, build_index
+from serve.indexing.corpus import Question, read_questions
 
 
 def register(commands: Any) -> None:

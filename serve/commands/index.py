@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deployments.retriever.index_format import (
+from deployments.index.format import (
     list_versions,
     read_manifest,
     resolve_version_dir,
     set_current,
 )
 from serve.commands.common import add_config_options, app_config
-from serve.indexing import BuildSettings, build_index
+from serve.indexing.build import BuildSettings, build_index
 
 
 def register(commands: Any) -> None:

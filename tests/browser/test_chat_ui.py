@@ -12,6 +12,7 @@ from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.generator.config import ExtractiveGeneratorConfig
 from deployments.generator.factory import create_generator
+from deployments.index.format import resolve_version_dir
 from deployments.ingress.app import create_app
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.stages import LocalStages
@@ -19,8 +20,7 @@ from deployments.reranker.config import LexicalRerankerConfig
 from deployments.reranker.factory import create_reranker
 from deployments.retriever.config import RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
-from deployments.retriever.index_format import resolve_version_dir
-from serve.indexing import BuildSettings, build_index
+from serve.indexing.build import BuildSettings, build_index
 from tests.browser.conftest import serve_in_thread
 from tests.conftest import TINY_DOCUMENTS
 from tests.support import free_port, write_jsonl

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import ray
 
-from serve.local_cluster import ClusterShape, LocalCluster, local_cluster
+from serve.ops.local_cluster import ClusterShape, LocalCluster, local_cluster
 
 pytestmark = pytest.mark.cluster
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve.autoscale_bench import replica_actors
-from serve.local_cluster import LocalCluster
+from serve.bench.autoscale import replica_actors
+from serve.ops.local_cluster import LocalCluster
 from tests.support import wait_for_answer as answered
 
 DEPLOYMENTS = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from serve.autoscale_bench import DRIVEN, QUICK, run
-from serve.local_cluster import LocalCluster
+from serve.bench.autoscale import DRIVEN, QUICK, run
+from serve.ops.local_cluster import LocalCluster
 from tests.support import REPO
 
 pytestmark = pytest.mark.cluster

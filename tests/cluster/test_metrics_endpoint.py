@@ -22,9 +22,9 @@ from deployments.generator.config import ExtractiveGeneratorConfig
 from deployments.metrics import METRICS, SERVE_METRICS
 from deployments.retriever.config import IndexConfig, RetrieverConfig
 from serve.app import build_graph
-from serve.autoscale_bench import production_options, wait_for_replicas
+from serve.bench.autoscale import production_options, wait_for_replicas
 from serve.config import AppConfig
-from serve.local_cluster import LocalCluster
+from serve.ops.local_cluster import LocalCluster
 from tests.cluster.support import DEPLOYMENTS
 from tests.support import REPO, demo_questions
 

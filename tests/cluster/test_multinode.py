@@ -3,7 +3,7 @@ their GPU fractions, the Embedder and Reranker scaled up across nodes by load an
 down after it, and a worker node lost under load.
 
 The stages are the built-in ones; the Embedder and Reranker take a fixed time per
-item (``serve/paced_engines.py``) so that a replica's capacity is small and known.
+item (``serve/bench/paced_engines.py``) so that a replica's capacity is small and known.
 The resource shape (fractional GPUs, autoscaling, queue limits) is serve_config.yaml's,
 with a quarter CPU per replica and the scaling delays of a few seconds.
 """
@@ -23,16 +23,16 @@ from ray import serve
 
 from deployments.retriever.config import IndexConfig
 from serve.app import build_graph
-from serve.autoscale_bench import (
+from serve.bench.autoscale import (
     QUICK_DELAYS,
     ClosedLoopLoad,
     production_options,
     running_replicas,
     wait_for_replicas,
 )
+from serve.bench.paced_engines import PacedEmbedder, PacedReranker
 from serve.config import AppConfig
-from serve.local_cluster import LocalCluster
-from serve.paced_engines import PacedEmbedder, PacedReranker
+from serve.ops.local_cluster import LocalCluster
 from tests.cluster.support import (
     DEPLOYMENTS,
     gpu_nodes,

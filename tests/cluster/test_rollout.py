@@ -16,12 +16,13 @@ import yaml
 from ray import serve
 
 from deployments.embedder.config import HashingEmbedderConfig
-from deployments.retriever.index_format import resolve_version_dir
-from serve.autoscale_bench import ClosedLoopLoad, production_options
-from serve.indexing import BuildSettings, build_index
-from serve.local_cluster import LocalCluster
+from deployments.index.format import resolve_version_dir
+from serve.bench.autoscale import ClosedLoopLoad, production_options
+from serve.demo import DEMO_CORPUS
+from serve.indexing.build import BuildSettings, build_index
+from serve.ops.local_cluster import LocalCluster
 from tests.cluster.support import DEPLOYMENTS, replicas
-from tests.support import DEMO_CORPUS, REPO
+from tests.support import REPO
 
 pytestmark = pytest.mark.cluster
 

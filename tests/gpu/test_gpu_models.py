@@ -17,7 +17,7 @@ from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRe
 from deployments.passage import Passage
 from deployments.reranker.config import CrossEncoderRerankerConfig
 from deployments.reranker.cross_encoder import CrossEncoderReranker
-from serve import random_models
+from serve.bench import random_models
 from tests.conftest import TinyModels
 
 torch = pytest.importorskip("torch")

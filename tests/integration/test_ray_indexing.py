@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from deployments.embedder.config import HashingEmbedderConfig
-from deployments.retriever.index_format import FAISS_FILE, read_manifest, resolve_version_dir
-from serve.indexing import BuildSettings, build_index
-from serve.ray_embedding import VECTORS_FILE, RayEmbedding
+from deployments.index.format import FAISS_FILE, read_manifest, resolve_version_dir
+from serve.demo import DEMO_CORPUS
+from serve.indexing.build import BuildSettings, build_index
+from serve.indexing.ray_build import VECTORS_FILE, RayEmbedding
 from tests.integration.conftest import ServeCluster
-from tests.support import DEMO_CORPUS
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ import pytest
 import requests
 import yaml
 
-from tests.support import DEMO_CONFIG, DEMO_CORPUS, free_port
+from serve.demo import DEMO_CONFIG, DEMO_CORPUS
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -28,10 +28,10 @@ from numpy.typing import NDArray
 
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
-from deployments.embedder.protocol import EmbedderIdentity
 from deployments.generator.config import GeneratorConfig
 from deployments.generator.factory import create_generator
 from deployments.generator.protocol import GeneratedText, GenerationRequest
+from deployments.index.format import EmbedderIdentity
 from deployments.reranker.config import RerankerConfig
 from deployments.reranker.factory import create_reranker
 

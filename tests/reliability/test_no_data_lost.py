@@ -18,15 +18,16 @@ from ray import serve
 
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.generator.config import ExtractiveGeneratorConfig
+from deployments.index.format import list_versions, read_manifest, resolve_version_dir
 from deployments.ingress.config import AuthConfig, IngressConfig
 from deployments.retriever.config import IndexConfig
-from deployments.retriever.index_format import list_versions, read_manifest, resolve_version_dir
 from serve.app import build_graph
 from serve.config import AppConfig
-from serve.indexing import BuildSettings, build_index
+from serve.demo import DEMO_CORPUS
+from serve.indexing.build import BuildSettings, build_index
 from tests.reliability.conftest import API_KEY_ENV, AUTH, Cluster, Report, Row, ask
 from tests.reliability.load import steady_load
-from tests.support import DEMO_CORPUS, demo_questions
+from tests.support import demo_questions
 
 pytestmark = pytest.mark.reliability
 

@@ -17,11 +17,11 @@ import ray
 import yaml
 
 from deployments.metrics import METRICS, SERVE_METRICS
-from serve import kuberay
 from serve.cli import main
 from serve.config import AppConfig
 from serve.config_file import find_application, load_serve_config
-from serve.preflight import check, format_report
+from serve.ops import kuberay
+from serve.ops.preflight import check, format_report
 from tests.support import REPO
 
 CLUSTER = REPO / "cluster"

@@ -10,11 +10,12 @@ from pydantic import BaseModel, ValidationError
 import deployments
 import serve
 from deployments.config import StrictConfig
-from deployments.retriever.index_format import InvalidIndexError
+from deployments.index.format import InvalidIndexError
 from serve.app import build_app
 from serve.config import AppConfig
 from serve.config_file import ConfigFileError, load_app_config
-from tests.support import DEMO_CONFIG, REPO
+from serve.demo import DEMO_CONFIG
+from tests.support import REPO
 
 
 def _config_models() -> list[type[BaseModel]]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.corpus import CorpusError, read_documents, read_questions, split_documents
+from serve.indexing.corpus import CorpusError, read_documents, read_questions, split_documents
 from tests.support import write_jsonl
 
 SQUAD = {

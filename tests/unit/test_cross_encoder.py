@@ -15,7 +15,7 @@ from deployments.passage import Hit, Passage
 from deployments.reranker.config import CrossEncoderRerankerConfig
 from deployments.reranker.cross_encoder import CrossEncoderReranker, sigmoid
 from deployments.reranker.protocol import PairScorer, RerankScores, rank_hits
-from serve import random_models
+from serve.bench import random_models
 from tests.conftest import TinyModels
 
 QUERY = "香川県の県庁所在地はどこですか"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from serve.bench.engine_throughput import dense_bf16_peak_tflops, encoder_flops
+from serve.bench.random_models import ENCODER_SHAPES, EncoderShape
 from serve.cli import main
-from serve.random_models import ENCODER_SHAPES, EncoderShape
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import pytest
 
 from deployments.passage import Hit, Passage
 from serve.cli import main
-from serve.evaluation import RetrievalScores, char_f1, gold_rank
+from serve.evaluation.quality import RetrievalScores, char_f1, gold_rank
 
 # Two paragraphs, four questions: three point at their paragraph with words found
 # only there; the fourth names paragraph B as gold but asks with A's words, so

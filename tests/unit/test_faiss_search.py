@@ -8,11 +8,11 @@ import pytest
 
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.factory import create_embedder
+from deployments.index.format import resolve_version_dir
 from deployments.retriever.config import RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
-from deployments.retriever.index_format import resolve_version_dir
-from serve.indexing import BuildSettings, build_index
-from tests.support import DEMO_CORPUS
+from serve.demo import DEMO_CORPUS
+from serve.indexing.build import BuildSettings, build_index
 
 
 def test_each_passage_finds_itself_first(tiny_index: Path) -> None:

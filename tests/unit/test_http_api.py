@@ -15,6 +15,7 @@ from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.generator.config import ExtractiveGeneratorConfig
 from deployments.generator.factory import create_generator
+from deployments.index.format import resolve_version_dir
 from deployments.ingress.app import create_app
 from deployments.ingress.chat.protocol import ChatCompletion
 from deployments.ingress.config import IngressConfig
@@ -23,7 +24,6 @@ from deployments.reranker.config import LexicalRerankerConfig
 from deployments.reranker.factory import create_reranker
 from deployments.retriever.config import RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
-from deployments.retriever.index_format import resolve_version_dir
 from tests.support import parse_sse
 
 QUESTION = "香川県の県庁所在地はどこですか？"

@@ -8,18 +8,18 @@ import pytest
 
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.hashing import HashingEmbedder
-from deployments.lexical.stats import LexicalStats
-from deployments.retriever.index_format import (
+from deployments.index.format import (
     FAISS_FILE,
     InvalidIndexError,
-    PassageStore,
     check_embedder,
     list_versions,
     read_manifest,
     resolve_version_dir,
     set_current,
 )
-from serve.indexing import BuildSettings, build_index
+from deployments.index.passages import PassageStore
+from deployments.lexical.stats import LexicalStats
+from serve.indexing.build import BuildSettings, build_index
 
 
 def test_manifest_describes_the_build(tiny_index: Path, tiny_corpus: Path) -> None:

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from deployments.retriever.index_format import list_versions, read_manifest, resolve_version_dir
-from tests.support import DEMO_CORPUS
+from deployments.index.format import list_versions, read_manifest, resolve_version_dir
+from serve.demo import DEMO_CORPUS
 
 BUILD = [sys.executable, "-m", "serve.cli", "index", "build", str(DEMO_CORPUS), "--quiet"]
 

@@ -9,15 +9,16 @@ import pytest
 
 from deployments.lexical.linear_model import LinearModel
 from deployments.lexical.question_phrases import QuestionPhrases
-from serve import generator_training, reranker_training
-from serve.generator_training import GeneratorTrainingSettings, train_sentence_scorer
-from serve.jaquad_training import (
+from serve.training import generator as generator_training
+from serve.training import reranker as reranker_training
+from serve.training.generator import GeneratorTrainingSettings, train_sentence_scorer
+from serve.training.jaquad import (
     PhraseSettings,
     fit_calibration,
     fit_listwise,
     learn_question_phrases,
 )
-from serve.reranker_training import TrainingSettings, train_lexical_reranker
+from serve.training.reranker import TrainingSettings, train_lexical_reranker
 
 
 def test_listwise_fit_learns_which_feature_marks_the_positive() -> None:

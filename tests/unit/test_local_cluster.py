@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import pytest
 import ray.cluster_utils
 
-from serve import local_cluster
+from serve.ops import local_cluster
 
 TIMED_OUT = (
     "The current node timed out during startup. This could happen because some of the "

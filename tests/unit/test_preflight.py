@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from serve.cli import main
-from serve.preflight import Node, ReplicaRequest, check, ensure_reachable, format_report, pack
+from serve.ops.preflight import Node, ReplicaRequest, check, ensure_reachable, format_report, pack
 from tests.support import REPO, free_port
 
 PRODUCTION = REPO / "serve_config.yaml"

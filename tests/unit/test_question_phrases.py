@@ -33,7 +33,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_load_fails_clearly(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="reranker_training"):
+    with pytest.raises(FileNotFoundError, match=r"serve\.training\.reranker"):
         QuestionPhrases.load(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"question_phrases": [1, 2]}), encoding="utf-8")

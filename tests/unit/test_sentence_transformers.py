@@ -14,7 +14,7 @@ from deployments.embedder.config import SentenceTransformersEmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.sentence_transformers import SentenceTransformerEmbedder
 from deployments.extras import MissingDependencyError
-from deployments.retriever.index_format import (
+from deployments.index.format import (
     InvalidIndexError,
     check_embedder,
     read_manifest,

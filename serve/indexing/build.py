@@ -20,22 +20,21 @@ from deployments.config import StrictConfig
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
-from deployments.lexical.stats import LexicalStats
-from deployments.passage import Passage
-from deployments.retriever.index_format import (
+from deployments.index.format import (
     FAISS_FILE,
     FORMAT_VERSION,
     ChunkingSettings,
     IndexManifest,
-    PassageStore,
-    PassageStoreWriter,
     finish_manifest,
     new_version_name,
     publish,
     start_version,
 )
-from serve.corpus import read_documents, split_documents
-from serve.ray_embedding import RayEmbedding, discard_vectors, embed_with_ray_data
+from deployments.index.passages import PassageStore, PassageStoreWriter
+from deployments.lexical.stats import LexicalStats
+from deployments.passage import Passage
+from serve.indexing.corpus import read_documents, split_documents
+from serve.indexing.ray_build import RayEmbedding, discard_vectors, embed_with_ray_data
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from serve import grafana
 from serve.config_file import IMPORT_PATH, find_application, load_serve_config
-from serve.preflight import Node, deployment_options, pack, replica_requests
+from serve.ops import grafana
+from serve.ops.preflight import Node, deployment_options, pack, replica_requests
 
 RAY_VERSION = "2.60.0"
 """The Ray of the image (cluster/Dockerfile) and of the RayService's rayVersion."""
@@ -313,7 +313,7 @@ def rayservice(serve_config: Path, settings: KubeRaySettings = KubeRaySettings()
         f"# (the replicas at their minimum and at their max_replicas, packed as jarag check "
         f"does).\n"
     )
-    return _header(f"from {serve_config.name} by serve/kuberay.py") + summary + text
+    return _header(f"from {serve_config.name} by serve/ops/kuberay.py") + summary + text
 
 
 def storage(settings: KubeRaySettings = KubeRaySettings()) -> str:
@@ -330,7 +330,7 @@ def storage(settings: KubeRaySettings = KubeRaySettings()) -> str:
         "metadata": {"name": settings.volume_claim, "labels": dict(settings.labels)},
         "spec": spec,
     }
-    return _header("by serve/kuberay.py") + _dump(claim)
+    return _header("by serve/ops/kuberay.py") + _dump(claim)
 
 
 def index_job(serve_config: Path, settings: KubeRaySettings = KubeRaySettings()) -> str:
@@ -378,7 +378,7 @@ def index_job(serve_config: Path, settings: KubeRaySettings = KubeRaySettings())
             "template": {"metadata": {"labels": dict(settings.labels)}, "spec": pod},
         },
     }
-    return _header(f"from {serve_config.name} by serve/kuberay.py") + _dump(job)
+    return _header(f"from {serve_config.name} by serve/ops/kuberay.py") + _dump(job)
 
 
 def monitoring(settings: KubeRaySettings = KubeRaySettings()) -> str:
@@ -413,14 +413,14 @@ def monitoring(settings: KubeRaySettings = KubeRaySettings()) -> str:
             ],
         },
     }
-    return _header("by serve/kuberay.py") + _dump(monitor)
+    return _header("by serve/ops/kuberay.py") + _dump(monitor)
 
 
 def serve_config_for_cluster(serve_config: Path) -> str:
     """The Serve config as the cluster runs it (serveConfigV2), for ``serve deploy`` on a
     cluster started with the cluster launcher."""
     config = cluster_serve_config(load_serve_config(serve_config))
-    return _header(f"from {serve_config.name} by serve/kuberay.py") + _dump(config)
+    return _header(f"from {serve_config.name} by serve/ops/kuberay.py") + _dump(config)
 
 
 def grafana_dashboard() -> str:

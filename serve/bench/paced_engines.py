@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
-from deployments.embedder.protocol import EmbedderIdentity
+from deployments.index.format import EmbedderIdentity
 from deployments.reranker.config import RerankerConfig
 from deployments.reranker.factory import create_reranker
 

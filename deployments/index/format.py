@@ -18,24 +18,16 @@ was, and a new version appears whole or not at all.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
-import mmap
 import os
 import shutil
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
-from typing import IO
+from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from deployments.config import StrictConfig
-from deployments.embedder.protocol import EmbedderIdentity
-from deployments.passage import Passage
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -45,6 +37,28 @@ OFFSETS_FILE = "passages.offsets.npy"
 CURRENT_FILE = "current"
 VERSIONS_DIR = "versions"
 BUILDING_PREFIX = ".building-"
+
+
+class EmbedderIdentity(StrictConfig):
+    """Everything that decides which vector a text gets.
+
+    Recorded in an index manifest; a server refuses an index whose identity
+    differs from that of the embedder it runs.
+    """
+
+    backend: str = Field(description="Engine family, e.g. 'hashing' or 'sentence-transformers'.")
+    model: str = Field(description="Model name or path, or the built-in scheme's name.")
+    dimension: int = Field(description="Length of every vector.")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Other settings that change vectors (prefixes, ...)."
+    )
+
+    def differences(self, other: EmbedderIdentity) -> list[str]:
+        """Human-readable list of fields where ``other`` differs from this one."""
+        mine, theirs = self.model_dump(), other.model_dump()
+        return [
+            f"{key}: {mine[key]!r} != {theirs[key]!r}" for key in mine if mine[key] != theirs[key]
+        ]
 
 
 class InvalidIndexError(RuntimeError):
@@ -157,95 +171,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-PASSAGE_CACHE_SIZE = 4096
-"""Passages a store keeps decoded (a few MB): searches keep finding the same ones."""
-
-
-class PassageStore:
-    """Random access to the passages of one version, memory-mapped; the passages
-    looked up most recently stay decoded (``PASSAGE_CACHE_SIZE``)."""
-
-    def __init__(self, version_dir: Path) -> None:
-        self._offsets = np.load(version_dir / OFFSETS_FILE, mmap_mode="r")
-        self._file = (version_dir / PASSAGES_FILE).open("rb")
-        size = os.fstat(self._file.fileno()).st_size
-        self._data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        self._recent = functools.lru_cache(maxsize=PASSAGE_CACHE_SIZE)(self._read)
-
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
-
-    def __getitem__(self, row: int) -> Passage:
-        if not 0 <= row < len(self):
-            raise IndexError(f"passage row {row} out of range 0..{len(self) - 1}")
-        return self._recent(row)
-
-    def _read(self, row: int) -> Passage:
-        start, end = int(self._offsets[row]), int(self._offsets[row + 1])
-        record = json.loads(self._data[start:end])
-        return Passage(
-            id=record["id"],
-            doc_id=record["doc_id"],
-            title=record["title"],
-            text=record["text"],
-            url=record.get("url"),
-        )
-
-    def __iter__(self) -> Iterator[Passage]:
-        # A whole pass decodes each passage once: no use keeping them.
-        for row in range(len(self)):
-            yield self._read(row)
-
-    def close(self) -> None:
-        self._recent.cache_clear()
-        if isinstance(self._data, mmap.mmap):
-            self._data.close()
-        self._file.close()
-
-
-class PassageStoreWriter:
-    """Appends passages to ``passages.jsonl`` and records their offsets."""
-
-    def __init__(self, version_dir: Path) -> None:
-        self._dir = version_dir
-        self._file: IO[bytes] = (version_dir / PASSAGES_FILE).open("wb")
-        self._offsets: list[int] = [0]
-
-    def add(self, passage: Passage) -> None:
-        record = {
-            "id": passage.id,
-            "doc_id": passage.doc_id,
-            "title": passage.title,
-            "text": passage.text,
-            "url": passage.url,
-        }
-        line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
-        self._file.write(line)
-        self._offsets.append(self._offsets[-1] + len(line))
-
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
-
-    def close(self) -> None:
-        _sync_close(self._file)
-        with (self._dir / OFFSETS_FILE).open("wb") as f:
-            np.save(f, np.asarray(self._offsets, dtype=np.int64))
-            f.flush()
-            os.fsync(f.fileno())
-
-    def __enter__(self) -> PassageStoreWriter:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._file.closed:
-            self._file.close()
-
-
 def new_version_name() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
@@ -303,12 +228,6 @@ def _write_synced(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _sync_close(f: IO[bytes]) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-    f.close()
 
 
 def _fsync_path(path: Path) -> None:

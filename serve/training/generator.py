@@ -6,10 +6,10 @@ reranker, as in serving; the sentences of its top passages, those containing a g
 answer as positives, train a linear model over ``SentenceFeatures`` with a listwise
 (softmax) loss. Every tenth article is held out; the report gives, for several
 ``second_sentence_ratio`` settings, how often the answer holds a gold answer, its
-character F1 and its length. Run ``serve.reranker_training`` first: this uses its
+character F1 and its length. Run ``serve.training.reranker`` first: this uses its
 question phrases and weights.
 
-    python -m serve.generator_training --jaquad ../shared/data/jaquad
+    python -m serve.training.generator --jaquad ../shared/data/jaquad
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from deployments.lexical.sentence_features import (
 )
 from deployments.reranker.config import LexicalRerankerConfig
 from deployments.reranker.lexical import LexicalReranker
-from serve.corpus import Question
-from serve.evaluation import char_f1, contains_answer
-from serve.jaquad_training import (
+from serve.evaluation.quality import char_f1, contains_answer
+from serve.indexing.corpus import Question
+from serve.training.jaquad import (
     FitSettings,
     JaquadCorpus,
     Reporter,

@@ -17,8 +17,7 @@ from typing import Any
 
 from deployments.extras import require
 from deployments.text import split_sentences
-
-DEMO_CORPUS = Path(__file__).parent / "demo" / "prefectures.jsonl"
+from serve.demo import DEMO_CORPUS
 
 LLAMA3_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"

@@ -20,8 +20,8 @@ from tqdm import tqdm
 from deployments.config import StrictConfig
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
-from deployments.embedder.protocol import EmbedderIdentity
-from deployments.retriever.index_format import PassageStore
+from deployments.index.format import EmbedderIdentity
+from deployments.index.passages import PassageStore
 
 VECTORS_FILE = ".vectors.npy"
 """All passage vectors, row-aligned, while a version is being built (removed after)."""

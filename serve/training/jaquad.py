@@ -25,8 +25,14 @@ from deployments.lexical.ngrams import cleaned
 from deployments.lexical.question_phrases import QuestionPhrases
 from deployments.lexical.stats import LexicalStats
 from deployments.passage import Passage
-from serve.corpus import Document, Question, read_documents, read_questions, split_documents
-from serve.indexing import BuildSettings
+from serve.indexing.build import BuildSettings
+from serve.indexing.corpus import (
+    Document,
+    Question,
+    read_documents,
+    read_questions,
+    split_documents,
+)
 
 
 @dataclass(frozen=True)

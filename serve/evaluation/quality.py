@@ -25,7 +25,7 @@ from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hit
 from deployments.retriever.config import RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
 from deployments.text import normalize, split_sentences
-from serve.corpus import Question
+from serve.indexing.corpus import Question
 
 RECALL_CUTOFFS = (1, 5, 20)
 MRR_CUTOFF = 10

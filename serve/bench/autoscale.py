@@ -3,7 +3,7 @@
 The graph is deployed with the production resource shape (``serve_config.yaml``'s
 fractional GPUs and autoscaling settings) on a local cluster whose worker nodes
 declare GPUs; the built-in stages stand in for the models, with the Embedder and
-Reranker paced to a fixed time per item (``serve/paced_engines.py``) so that one
+Reranker paced to a fixed time per item (``serve/bench/paced_engines.py``) so that one
 replica's capacity is known and small. A closed-loop HTTP client on loopback keeps
 a light load, steps it up, holds it, then stops. The report gives, per stage, the
 time from the step to the first added replica serving and from the load's end to
@@ -31,12 +31,12 @@ from deployments.embedder.config import HashingEmbedderConfig
 from deployments.retriever.config import IndexConfig
 from serve.app import build_graph
 from serve.bench.machine import machine_summary
+from serve.bench.paced_engines import PacedEmbedder, PacedReranker
 from serve.config import AppConfig
 from serve.config_file import find_application, load_serve_config
-from serve.indexing import BuildSettings, build_index
-from serve.local_cluster import ClusterShape, LocalCluster, local_cluster
-from serve.paced_engines import PacedEmbedder, PacedReranker
-from serve.random_models import DEMO_CORPUS
+from serve.demo import DEMO_CORPUS
+from serve.indexing.build import BuildSettings, build_index
+from serve.ops.local_cluster import ClusterShape, LocalCluster, local_cluster
 
 APP = "autoscale-bench"
 DEPLOYMENTS = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")

@@ -29,7 +29,7 @@ from deployments.embedder.config import (
     SentenceTransformersEmbedderConfig,
 )
 from deployments.generator.config import VLLMGeneratorConfig
-from deployments.retriever.index_format import (
+from deployments.index.format import (
     MANIFEST_FILE,
     InvalidIndexError,
     resolve_version_dir,

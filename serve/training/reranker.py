@@ -8,7 +8,7 @@ of the label on the model's score then calibrates ``relevance``. Every tenth art
 is held out; the report gives recall and MRR on its questions before and after
 reranking. Question phrases, learned first, go to the embedder's packaged list too.
 
-    python -m serve.reranker_training --jaquad ../shared/data/jaquad
+    python -m serve.training.reranker --jaquad ../shared/data/jaquad
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from deployments.lexical.question_phrases import DEFAULT_PHRASES_FILE, QuestionP
 from deployments.passage import Hit, Passage
 from deployments.reranker.config import DEFAULT_WEIGHTS
 from deployments.text import split_sentences
-from serve.corpus import Question
-from serve.evaluation import RetrievalScores, gold_rank
-from serve.jaquad_training import (
+from serve.evaluation.quality import RetrievalScores, gold_rank
+from serve.indexing.corpus import Question
+from serve.training.jaquad import (
     FitSettings,
     JaquadCorpus,
     PhraseSettings,

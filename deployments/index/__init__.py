@@ -1,0 +1,1 @@
+"""The index as an artefact shared by every stage: its format, versions and passages."""

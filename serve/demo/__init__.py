@@ -1,0 +1,8 @@
+"""The bundled demo: 47 prefecture articles, questions about them, and a Serve config."""
+
+from pathlib import Path
+
+DEMO_DIR = Path(__file__).parent
+DEMO_CORPUS = DEMO_DIR / "prefectures.jsonl"
+DEMO_QUESTIONS = DEMO_DIR / "questions.jsonl"
+DEMO_CONFIG = DEMO_DIR / "demo_config.yaml"

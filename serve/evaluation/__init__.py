@@ -1,0 +1,1 @@
+"""Quality of retrieval and answers, measured on SQuAD-format questions."""

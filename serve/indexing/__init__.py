@@ -1,0 +1,1 @@
+"""Index building: corpus readers, the build itself, and embedding over a Ray cluster."""

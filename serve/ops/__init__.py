@@ -1,0 +1,1 @@
+"""Operations: the pre-flight check, cluster artefacts (KubeRay, Grafana), local clusters."""
