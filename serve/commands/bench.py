@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deployments.extras import require
 from serve.bench import autoscale, engine_throughput
 from serve.bench.model_batching import BatchingBenchmark, run
 from serve.bench.random_models import ENCODER_SHAPES
@@ -19,6 +20,9 @@ from serve.config_file import find_application, load_serve_config
 
 QUICK = BatchingBenchmark(shape="tiny", text_tokens=64, seconds=0.3, documents_per_rerank=2)
 """A smoke run in seconds (the test suite's); its figures are not meaningful."""
+
+BENCH_EXTRA = ("matplotlib", "psutil", "aiohttp", "uvicorn")
+"""Modules of the ``bench`` extra (pyproject.toml), checked before a suite run starts."""
 
 
 def register(commands: Any) -> None:
@@ -165,6 +169,8 @@ def _register_suite(bench_commands: Any) -> None:
 
 
 def _suite(args: argparse.Namespace) -> int:
+    for module in BENCH_EXTRA:
+        require(module, "bench", "jarag bench run")
     if args.quick and args.readme is not None:
         raise SystemExit("--readme: the quick mode's figures are not meaningful enough to publish")
     app: dict[str, Any] = {}
