@@ -12,9 +12,14 @@ from deployments.index.format import resolve_version_dir
 from deployments.retriever.config import RetrieverConfig
 from serve.commands.common import add_config_options, app_config
 from serve.config import AppConfig
-from serve.evaluation.quality import Pipeline, evaluate_answers, evaluate_retrieval
+from serve.evaluation.quality import (
+    Pipeline,
+    evaluate_answers,
+    evaluate_retrieval,
+    pool_questions,
+)
 from serve.indexing.build import BuildSettings, build_index
-from serve.indexing.corpus import Question, read_questions
+from serve.indexing.corpus import Question
 
 
 def register(commands: Any) -> None:
@@ -25,7 +30,13 @@ def register(commands: Any) -> None:
         ("answers", _answers, "answer containment and character F1 of generated answers"),
     ):
         sub = eval_commands.add_parser(name, help=what)
-        sub.add_argument("questions", type=Path, help="SQuAD-format .json with the questions")
+        sub.add_argument(
+            "questions",
+            type=Path,
+            nargs="+",
+            help="SQuAD-format .json files with the questions (pooled; each file's "
+            "paragraphs are indexed)",
+        )
         sub.add_argument(
             "--distractors", nargs="*", type=Path, default=[], help="more documents to index"
         )
@@ -54,13 +65,13 @@ def _prepare_eval(args: argparse.Namespace) -> tuple[AppConfig, Path, list[Quest
                 )
             }
         )
-    questions = list(read_questions(args.questions))[: args.limit]
+    questions = pool_questions(args.questions)[: args.limit]
     if not questions:
-        raise ValueError(f"{args.questions} holds no questions")
+        raise ValueError(f"{', '.join(map(str, args.questions))} holds no questions")
     root = args.index_dir or Path(tempfile.mkdtemp(prefix="jarag-eval-"))
     if not (args.reuse_index and args.index_dir and root.exists()):
         build_index(
-            [args.questions, *args.distractors],
+            [*args.questions, *args.distractors],
             root,
             config.embedder,
             BuildSettings(progress=not args.quiet),

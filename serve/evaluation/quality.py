@@ -25,7 +25,7 @@ from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hit
 from deployments.retriever.config import RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
 from deployments.text import normalize, split_sentences
-from serve.indexing.corpus import Question
+from serve.indexing.corpus import Question, read_questions
 
 RECALL_CUTOFFS = (1, 5, 20)
 MRR_CUTOFF = 10
@@ -107,6 +107,24 @@ class Pipeline:
         for start in range(0, len(queries), batch_size):
             vectors = self.embedder.embed_queries(queries[start : start + batch_size])
             yield from self.retriever.search(vectors)
+
+
+def pool_questions(paths: Sequence[Path]) -> list[Question]:
+    """The questions of several SQuAD-format files, file after file (JaQuAD's dev split
+    is four files).
+
+    A paragraph's document id starts with its file's stem, so two files of the same
+    stem would mix their paragraphs: they are refused.
+    """
+    stems: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in stems:
+            raise ValueError(
+                f"{stems[path.stem]} and {path}: question files need different names "
+                "(a paragraph's id starts with its file's name)"
+            )
+        stems[path.stem] = path
+    return [question for path in paths for question in read_questions(path)]
 
 
 def evaluate_retrieval(

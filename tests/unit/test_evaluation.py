@@ -7,7 +7,7 @@ import pytest
 
 from deployments.passage import Hit, Passage
 from serve.cli import main
-from serve.evaluation.quality import RetrievalScores, char_f1, gold_rank
+from serve.evaluation.quality import RetrievalScores, char_f1, gold_rank, pool_questions
 
 # Two paragraphs, four questions: three point at their paragraph with words found
 # only there; the fourth names paragraph B as gold but asks with A's words, so
@@ -127,3 +127,37 @@ def test_eval_rejects_a_file_without_questions(
     empty.write_text('{"data": []}', encoding="utf-8")
     assert main(["eval", "retrieval", str(empty), "--quiet"]) == 2
     assert "holds no questions" in capsys.readouterr().err
+
+
+def _squad_file(path: Path, *paragraphs: int) -> Path:
+    """A SQuAD-format file with some of TINY_SQUAD's paragraphs (0: A, 1: B)."""
+    (article,) = json.loads(json.dumps(TINY_SQUAD))["data"]
+    article["paragraphs"] = [article["paragraphs"][i] for i in paragraphs]
+    path.write_text(json.dumps({"data": [article]}, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_eval_retrieval_pools_several_question_files(tmp_path: Path) -> None:
+    # TINY_SQUAD's two paragraphs in two files: the same figures as one file.
+    files = [_squad_file(tmp_path / "dev-0.json", 0), _squad_file(tmp_path / "dev-1.json", 1)]
+    out = tmp_path / "retrieval.json"
+    command = ["eval", "retrieval", *map(str, files), "--quiet", "--json", str(out)]
+    assert main([*command, "--index-dir", str(tmp_path / "idx")]) == 0
+    report = json.loads(out.read_text())
+    assert report["questions"] == 4 and report["documents"] == 2
+    for row in report["results"].values():
+        assert row["recall@1"] == pytest.approx(0.75)
+        assert row["recall@20"] == pytest.approx(1.0)
+        assert row["mrr@10"] == pytest.approx(0.875)
+
+
+def test_pool_questions_keeps_file_order_and_refuses_a_repeated_name(tmp_path: Path) -> None:
+    a = _squad_file(tmp_path / "a.json", 0)
+    b = _squad_file(tmp_path / "b.json", 1)
+    pooled = pool_questions([b, a])
+    assert [q.id for q in pooled] == ["b1", "b2", "a1", "a2"]
+    assert [q.doc_id.split(":")[0] for q in pooled] == ["b", "b", "a", "a"]
+    (tmp_path / "again").mkdir()
+    same_name = _squad_file(tmp_path / "again" / "a.json", 1)
+    with pytest.raises(ValueError, match="different names"):
+        pool_questions([a, same_name])
