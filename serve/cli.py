@@ -1,4 +1,5 @@
-"""jarag: build and inspect indexes, measure quality and speed, check a Serve config."""
+"""jarag: build and inspect indexes, measure quality and speed, check a Serve config,
+generate the cluster files and the configuration reference."""
 
 from __future__ import annotations
 
@@ -13,12 +14,20 @@ from deployments.index.format import InvalidIndexError
 from serve.commands import bench as bench_commands
 from serve.commands import check as check_commands
 from serve.commands import cluster as cluster_commands
+from serve.commands import config as config_commands
 from serve.commands import eval as eval_commands
 from serve.commands import index as index_commands
 from serve.config_file import ConfigFileError
 from serve.indexing.corpus import CorpusError
 
-COMMAND_GROUPS = (index_commands, eval_commands, check_commands, bench_commands, cluster_commands)
+COMMAND_GROUPS = (
+    index_commands,
+    eval_commands,
+    check_commands,
+    bench_commands,
+    cluster_commands,
+    config_commands,
+)
 """Each module registers its subcommands with ``register(subparsers)``."""
 
 _USER_ERRORS = (

@@ -123,7 +123,7 @@ class VLLMGeneratorConfig(StrictConfig):
 
     With ``tensor_parallel_size`` > 1 give the Generator deployment
     ``placement_group_bundles`` (one GPU per bundle) and ``num_gpus: 0`` in its
-    ``ray_actor_options``; see README, "Production on one GPU box".
+    ``ray_actor_options``; see docs/production.md, "More than one GPU: tensor parallelism".
     """
 
     backend: Literal["vllm"] = Field(description="Selects this engine.")
