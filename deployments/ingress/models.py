@@ -42,12 +42,6 @@ class ModelCatalog:
     async def generator_model(self) -> str:
         return await self._name("generator")
 
-    async def embedding_model(self) -> str:
-        return await self._name("embedder")
-
-    async def rerank_model(self) -> str:
-        return await self._name("reranker")
-
     async def cards(self) -> list[ModelCard]:
         kinds: list[tuple[str, Literal["chat", "embedding", "rerank"]]] = [
             ("generator", "chat"),

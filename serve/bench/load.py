@@ -103,16 +103,6 @@ class Point:
         return out
 
 
-METRICS = {
-    "requests_per_s": "requests per second",
-    "items_per_s": "items per second",
-    "p50_ms": "median latency (ms)",
-    "p99_ms": "99th-percentile latency (ms)",
-    "ttft_p50_ms": "median time to first token (ms)",
-    "ttft_p99_ms": "99th-percentile time to first token (ms)",
-}
-
-
 def _metric(run: RunResult, metric: str) -> float:
     if metric == "requests_per_s":
         return run.requests_per_s

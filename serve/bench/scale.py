@@ -4,15 +4,12 @@ are embedded in minutes), served by the graph, and asked the demo questions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from deployments.embedder.config import HashingEmbedderConfig
 from serve.bench.corpora import BenchIndex, build, demo_questions, write_synthetic_corpus
-from serve.bench.load import Point
 from serve.indexing.build import BuildSettings
-
-REPLICA_ROLES = ("Ingress", "Embedder", "Retriever", "Reranker", "Generator")
 
 
 @dataclass(frozen=True)
@@ -23,18 +20,6 @@ class ScaleSettings:
     factory: str = "Flat"
     """Exact search, so that the growth of search cost with the corpus is plain to see."""
     concurrency: tuple[int, ...] = (1, 4)
-
-
-@dataclass
-class ScalePoint:
-    passages: int
-    documents: int
-    build_s: float
-    index_mib: float
-    """Size of the index version on disk (vectors, passages, statistics)."""
-    points: list[Point] = field(default_factory=list)
-    resident_mib: dict[str, float] = field(default_factory=dict)
-    """RSS of each deployment's replica after the load."""
 
 
 def embedder_config(settings: ScaleSettings) -> HashingEmbedderConfig:
