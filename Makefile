@@ -58,11 +58,11 @@ unit: install-dev
 integration: install-dev
 	$(BIN)/pytest tests/integration
 
-# The benchmark suite (README "Performance (measured)"): 17 to 19 minutes on 2 CPUs;
-# writes results.json, results.md and PNG plots to bench-results/<UTC start time>/ and
-# the report into README.md.
+# The benchmark suite (docs/performance.md): 17 to 19 minutes on 2 CPUs; writes
+# results.json, results.md and PNG plots to bench-results/<UTC start time>/ and the
+# report into docs/performance.md.
 bench: install-dev
-	$(BIN)/jarag bench run --out bench-results --readme README.md
+	$(BIN)/jarag bench run --out bench-results --report docs/performance.md
 
 # A multi-node Ray cluster on this machine (head + 3 nodes declaring GPUs): about 5 min.
 bench-autoscale: install-dev

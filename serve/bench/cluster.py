@@ -32,7 +32,7 @@ SERVE_SETTINGS: dict[str, str] = {
     # balancer can deregister it; no balancer stands in front of a benchmark.
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
 }
-"""What ``make bench`` runs the graph with; README "Performance (measured)" explains it."""
+"""What ``make bench`` runs the graph with; docs/performance.md explains it."""
 
 DIRECT_INGRESS_PORTS = range(30000, 31001)
 """Ray Serve's default port range for a direct-ingress replica's own HTTP server."""

@@ -148,7 +148,8 @@ def _difference(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> floa
 
 
 def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Issue 6's targets (and issue 3's batching target), each with its figure."""
+    """The speed targets (graph overhead, throughput, time to first token, batching
+    speedup), each with its figure."""
     found: list[dict[str, Any]] = []
 
     def add(name: str, target: str, value: float, met: bool) -> None:
@@ -184,7 +185,7 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     for row in models.get("stages", []):
         add(
             f"{row['stage']} (random-weight model): batching speedup at "
-            f"{row['concurrency']} concurrent (issue 3)",
+            f"{row['concurrency']} concurrent",
             ">= 4",
             row["speedup"],
             row["speedup"] >= 4,
@@ -254,25 +255,26 @@ def markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-README_START = "<!-- jarag bench run: start -->"
-README_END = "<!-- jarag bench run: end -->"
+REPORT_START = "<!-- jarag bench run: start -->"
+REPORT_END = "<!-- jarag bench run: end -->"
 
 
-def update_readme(path: Path, results: Mapping[str, Any], directory: Path) -> None:
-    """Replaces the block between README_START and README_END in ``path`` with the
-    report, its headings moved under the README section that holds the block."""
+def update_report(path: Path, results: Mapping[str, Any], directory: Path) -> None:
+    """Replaces the block between REPORT_START and REPORT_END in the Markdown page ``path``
+    (``make bench``: docs/performance.md) with the report, its headings moved one level
+    down, under the page's section that holds the block."""
     text = path.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(REPORT_START), text.find(REPORT_END)
     if start < 0 or end < start:
-        raise ValueError(f"{path} has no block {README_START} ... {README_END} to fill")
+        raise ValueError(f"{path} has no block {REPORT_START} ... {REPORT_END} to fill")
     lines = markdown(results).splitlines()[1:]  # without its title
-    body = "\n".join("###" + line[1:] if line.startswith("## ") else line for line in lines)
+    body = "\n".join("#" + line if line.startswith("## ") else line for line in lines)
     note = (
         f"Written by `jarag bench run` ({directory.name}; the full results and the plots "
         f"were in `{directory}`).\n"
     )
-    block = f"{README_START}\n{note}{body.rstrip()}\n{README_END}"
-    path.write_text(text[:start] + block + text[end + len(README_END) :], encoding="utf-8")
+    block = f"{REPORT_START}\n{note}{body.rstrip()}\n{REPORT_END}"
+    path.write_text(text[:start] + block + text[end + len(REPORT_END) :], encoding="utf-8")
 
 
 def _load(values: Sequence[float] | None) -> str:

@@ -9,7 +9,7 @@ Sections (each can be left out):
   directly.
 - ``batching``: Embedder and Reranker throughput with dynamic batching on and off,
   for the configured stages and for random-weight sentence-transformers models
-  (issue 3's figures) where sentence-transformers is installed.
+  where sentence-transformers is installed.
 - ``retrieval``: queries per second of the demo index and the benchmark-of-record
   index, one query per call and batched.
 - ``scale``: latency and memory of the full request as the index grows.
@@ -107,9 +107,9 @@ class SuiteSettings:
     """Stage settings (an ``args:`` block without ``index``); default: the built-in ones."""
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Deployment options by name, as a Serve config's ``deployments:`` section."""
-    readme: Path | None = None
-    """A Markdown file whose marked block (``report.README_START`` .. ``README_END``)
-    receives the report (``make bench``: README.md)."""
+    report: Path | None = None
+    """A Markdown page whose marked block (``report.REPORT_START`` .. ``REPORT_END``)
+    receives the report (``make bench``: docs/performance.md)."""
 
     @property
     def plan(self) -> Plan:
@@ -128,7 +128,7 @@ class SuiteSettings:
             factory=str(sc["factory"]),
             concurrency=tuple(sc["concurrency"]),
         )
-        for name in ("out_dir", "data_dir", "readme"):
+        for name in ("out_dir", "data_dir", "report"):
             raw[name] = None if raw[name] is None else Path(raw[name])
         for name in ("concurrency", "stream_concurrency", "sections"):
             raw[name] = tuple(raw[name])
@@ -627,9 +627,9 @@ def run_suite(settings: SuiteSettings, out: TextIO = sys.stdout) -> Path:
     (directory / "results.md").write_text(markdown, encoding="utf-8")
     written = [directory / "results.json", directory / "results.md"]
     written += report.plots(results, directory)
-    if settings.readme is not None:
-        report.update_readme(settings.readme, results, directory)
-        written.append(settings.readme)
+    if settings.report is not None:
+        report.update_report(settings.report, results, directory)
+        written.append(settings.report)
     print("\n" + markdown, file=out)
     print("written: " + ", ".join(str(p) for p in written), file=out, flush=True)
     return directory

@@ -12,7 +12,7 @@ from deployments.extras import require
 from serve.bench import autoscale, engine_throughput
 from serve.bench.model_batching import BatchingBenchmark, run
 from serve.bench.random_models import ENCODER_SHAPES
-from serve.bench.report import README_END, README_START
+from serve.bench.report import REPORT_END, REPORT_START
 from serve.bench.scale import ScaleSettings
 from serve.bench.suite import QUICK as QUICK_SUITE
 from serve.bench.suite import SECTIONS, SuiteSettings, launch
@@ -157,10 +157,10 @@ def _register_suite(bench_commands: Any) -> None:
         help="skip the batching figures of random-weight sentence-transformers models",
     )
     suite.add_argument(
-        "--readme",
+        "--report",
         type=Path,
-        help="also write the report into this Markdown file, between its lines "
-        f"{README_START} and {README_END} (make bench: README.md)",
+        help="also write the report into this Markdown page, between its lines "
+        f"{REPORT_START} and {REPORT_END} (make bench: docs/performance.md)",
     )
     suite.add_argument(
         "--quick", action="store_true", help="every section in seconds (a smoke test)"
@@ -171,8 +171,8 @@ def _register_suite(bench_commands: Any) -> None:
 def _suite(args: argparse.Namespace) -> int:
     for module in BENCH_EXTRA:
         require(module, "bench", "jarag bench run")
-    if args.quick and args.readme is not None:
-        raise SystemExit("--readme: the quick mode's figures are not meaningful enough to publish")
+    if args.quick and args.report is not None:
+        raise SystemExit("--report: the quick mode's figures are not meaningful enough to publish")
     app: dict[str, Any] = {}
     deployments: dict[str, dict[str, Any]] = {}
     if args.config is not None:
@@ -191,7 +191,7 @@ def _suite(args: argparse.Namespace) -> int:
         app=app,
         deployments=deployments,
         models=base.models and not args.no_models,
-        readme=args.readme,
+        report=args.report,
     )
     if not args.quick:
         settings = dataclasses.replace(

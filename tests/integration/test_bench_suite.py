@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from serve.bench.corpora import DEFAULT_DATA_DIR, record_sources
-from serve.bench.report import README_END, README_START, update_readme
+from serve.bench.report import REPORT_END, REPORT_START, update_report
 from serve.bench.suite import QUICK, SECTIONS
 from serve.cli import main
 
@@ -219,19 +219,19 @@ def test_report_and_plots_are_written(quick_run: Path, results: dict[str, Any]) 
         assert plot.read_bytes().startswith(PNG), plot.name
 
 
-def test_the_report_fills_the_readme_block(
+def test_the_report_fills_the_marked_block_of_a_page(
     quick_run: Path, results: dict[str, Any], tmp_path: Path
 ) -> None:
-    readme = tmp_path / "README.md"
-    before, after = "# Project\n\n## Performance\n\nHow to run it.\n\n", "\n\n## Next\n"
-    readme.write_text(f"{before}{README_START}\nold figures\n{README_END}{after}", "utf-8")
-    update_readme(readme, results, quick_run)
-    text = readme.read_text("utf-8")
-    assert text.startswith(before + README_START) and text.endswith(README_END + after)
+    page = tmp_path / "performance.md"
+    before, after = "# Performance\n\n## Figures\n\nHow to run it.\n\n", "\n\n## Next\n"
+    page.write_text(f"{before}{REPORT_START}\nold figures\n{REPORT_END}{after}", "utf-8")
+    update_report(page, results, quick_run)
+    text = page.read_text("utf-8")
+    assert text.startswith(before + REPORT_START) and text.endswith(REPORT_END + after)
     assert "old figures" not in text
     assert "### Graph overhead" in text and "\n## Graph overhead" not in text
     assert quick_run.name in text
     other = tmp_path / "OTHER.md"
     other.write_text("# Nothing to fill\n", "utf-8")
     with pytest.raises(ValueError, match="no block"):
-        update_readme(other, results, quick_run)
+        update_report(other, results, quick_run)
