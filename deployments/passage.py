@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+MetadataValue: TypeAlias = str | int | float | bool | None
+Metadata: TypeAlias = dict[str, MetadataValue]
+"""Fields of a passage's source document beyond its id, title, text and url
+(``source`` file, ``pageid``, ``section``, dates, ...): a flat JSON object."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +22,8 @@ class Passage:
     title: str
     text: str
     url: str | None = None
+    metadata: Metadata = field(default_factory=dict, hash=False)
+    """The source document's other fields; every chunk of one document shares them."""
 
     @property
     def document_text(self) -> str:
@@ -26,7 +33,7 @@ class Passage:
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled as constructor arguments: several times faster than a slotted
         # dataclass's default, and ~50 passages cross between deployments per request.
-        return (Passage, (self.id, self.doc_id, self.title, self.text, self.url))
+        return (Passage, (self.id, self.doc_id, self.title, self.text, self.url, self.metadata))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,9 @@
 """The passages of an index version: written once as JSON Lines with their byte
-offsets, read back by row through a memory map."""
+offsets, read back by row through a memory map.
+
+A line holds ``id``, ``doc_id``, ``title``, ``text``, ``url`` and, when the
+passage has any, ``metadata`` (a flat JSON object); a line without it reads as
+empty metadata, so versions written before it existed are read unchanged."""
 
 from __future__ import annotations
 
@@ -49,6 +53,8 @@ class PassageStore:
             title=record["title"],
             text=record["text"],
             url=record.get("url"),
+            # Versions written before passages had metadata have no such key.
+            metadata=record.get("metadata") or {},
         )
 
     def __iter__(self) -> Iterator[Passage]:
@@ -72,14 +78,16 @@ class PassageStoreWriter:
         self._offsets: list[int] = [0]
 
     def add(self, passage: Passage) -> None:
-        record = {
+        record: dict[str, object] = {
             "id": passage.id,
             "doc_id": passage.doc_id,
             "title": passage.title,
             "text": passage.text,
             "url": passage.url,
         }
-        line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        if passage.metadata:
+            record["metadata"] = passage.metadata
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
         self._file.write(line)
         self._offsets.append(self._offsets[-1] + len(line))
 

@@ -15,6 +15,7 @@ from deployments.index.format import (
 )
 from serve.commands.common import add_config_options, app_config
 from serve.indexing.build import BuildSettings, build_index
+from serve.indexing.corpus import CorpusProblems
 
 
 def register(commands: Any) -> None:
@@ -23,7 +24,13 @@ def register(commands: Any) -> None:
     build = index_commands.add_parser(
         "build", help="embed documents into a new index version (published atomically)"
     )
-    build.add_argument("sources", nargs="+", type=Path, help=".jsonl passages or SQuAD .json files")
+    build.add_argument(
+        "sources",
+        nargs="+",
+        type=Path,
+        help="corpus files or folders of them: .jsonl (plain, .gz, .bz2, .xz, .zst; the "
+        "wikipedia-utils passages too), .parquet, SQuAD .json, .txt, .md",
+    )
     build.add_argument("--out", type=Path, required=True, help="index root directory")
     add_config_options(build)
     build.add_argument("--faiss-factory", default="Flat", help="FAISS index_factory string")
@@ -37,6 +44,11 @@ def register(commands: Any) -> None:
         "--no-activate", action="store_true", help="publish without making it the served version"
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on the first malformed corpus record (default: skip it with a warning)",
+    )
     ray = build.add_argument_group("embedding over a Ray cluster (Ray Data)")
     ray.add_argument("--ray", action="store_true", help="embed with an actor pool on a Ray cluster")
     ray.add_argument("--ray-address", help="cluster address (default: RAY_ADDRESS or local)")
@@ -68,6 +80,7 @@ def _build(args: argparse.Namespace) -> int:
             "train_size": args.train_size,
             "make_current": not args.no_activate,
             "progress": not args.quiet,
+            "strict": args.strict,
             "ray": {
                 "address": args.ray_address,
                 "actors": args.actors,
@@ -78,12 +91,18 @@ def _build(args: argparse.Namespace) -> int:
             else None,
         }
     )
-    manifest = build_index(args.sources, args.out, config.embedder, settings)
+    problems = CorpusProblems()
+    manifest = build_index(args.sources, args.out, config.embedder, settings, problems)
     state = "now served" if settings.make_current else "not activated"
+    skipped = (
+        f"; {problems.count} malformed records skipped (warnings above; --strict fails on them)"
+        if problems.count
+        else ""
+    )
     print(
         f"built index version {manifest.version} in {args.out}: {manifest.num_passages} passages "
         f"from {manifest.num_documents} documents, embedder {manifest.embedder.model} "
-        f"({manifest.embedder.dimension} dims), FAISS {manifest.faiss_factory} ({state})"
+        f"({manifest.embedder.dimension} dims), FAISS {manifest.faiss_factory} ({state}){skipped}"
     )
     return 0
 

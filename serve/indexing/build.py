@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -32,8 +31,7 @@ from deployments.index.format import (
 )
 from deployments.index.passages import PassageStore, PassageStoreWriter
 from deployments.lexical.stats import LexicalStats
-from deployments.passage import Passage
-from serve.indexing.corpus import read_documents, split_documents
+from serve.indexing.corpus import CorpusProblems, Document, read_corpus, split_documents
 from serve.indexing.ray_build import RayEmbedding, discard_vectors, embed_with_ray_data
 
 logger = logging.getLogger(__name__)
@@ -62,6 +60,11 @@ class BuildSettings(StrictConfig):
         "(Wikipedia-scale corpora).",
     )
     progress: bool = Field(True, description="Show progress bars.")
+    strict: bool = Field(
+        False,
+        description="Fail on the first malformed corpus record instead of skipping it "
+        "(a skipped one is logged with its file and line, and counted).",
+    )
 
 
 def build_index(
@@ -69,18 +72,29 @@ def build_index(
     out: Path,
     embedder_config: EmbedderConfig,
     settings: BuildSettings | None = None,
+    problems: CorpusProblems | None = None,
 ) -> IndexManifest:
-    """Read, chunk, embed and index ``sources`` into a new version under ``out``."""
+    """Read, chunk, embed and index ``sources`` (corpus files or folders of them) into a
+    new version under ``out``.
+
+    Malformed records are skipped, logged and counted in ``problems`` (one is made
+    when not given), or fail the build with ``settings.strict``.
+    """
     settings = settings or BuildSettings()
+    problems = problems if problems is not None else CorpusProblems()
     if not sources:
         raise ValueError("no input files given")
     for source in sources:
-        if not source.is_file():
+        if not source.exists():
             raise FileNotFoundError(f"{source} does not exist")
     out = out.expanduser().resolve()
     building = start_version(out)
     try:
-        num_documents = _write_passages(sources, building, settings)
+        num_documents = _write_passages(
+            sources, building, settings, None if settings.strict else problems
+        )
+        if problems.count:
+            logger.warning("skipped %d malformed corpus records", problems.count)
         store = PassageStore(building)
         if len(store) == 0:
             raise ValueError("the input files hold no passages")
@@ -130,22 +144,30 @@ def build_index(
         raise
 
 
-def _write_passages(sources: Sequence[Path], building: Path, settings: BuildSettings) -> int:
-    documents = itertools.chain.from_iterable(read_documents(s) for s in sources)
-    seen_documents: set[str] = set()
+def _write_passages(
+    sources: Sequence[Path],
+    building: Path,
+    settings: BuildSettings,
+    problems: CorpusProblems | None,
+) -> int:
+    """Write the passages of every document; returns how many documents there were
+    (the reader yields each id once)."""
+    num_documents = 0
 
-    def counted() -> Iterator[Passage]:
-        c = settings.chunking
-        for passage in split_documents(documents, c.max_chars, c.overlap_chars):
-            seen_documents.add(passage.doc_id)
-            yield passage
+    def counted(documents: Iterator[Document]) -> Iterator[Document]:
+        nonlocal num_documents
+        for document in documents:
+            num_documents += 1
+            yield document
 
+    c = settings.chunking
+    documents = counted(read_corpus(sources, problems))
     with PassageStoreWriter(building) as writer, _progress(settings, None, "passages") as bar:
-        for passage in counted():
+        for passage in split_documents(documents, c.max_chars, c.overlap_chars):
             writer.add(passage)
             bar.update(1)
         writer.close()
-    return len(seen_documents)
+    return num_documents
 
 
 VectorSource = Callable[[NDArray[np.int64]], Iterator[NDArray[np.float32]]]

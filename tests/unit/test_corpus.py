@@ -98,7 +98,7 @@ def test_squad_documents_strip_title_separator_and_keep_questions(tmp_path: Path
 
 def test_unknown_suffix_and_broken_squad_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match=r"expected a \.jsonl passage file"):
-        list(read_documents(tmp_path / "docs.txt"))
+        list(read_documents(tmp_path / "docs.csv"))
     broken = tmp_path / "broken.json"
     broken.write_text('{"no": "data"}', encoding="utf-8")
     with pytest.raises(CorpusError, match="not a SQuAD-format file"):

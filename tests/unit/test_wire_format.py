@@ -13,7 +13,14 @@ from ray import cloudpickle
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
 from deployments.passage import Hit, Passage
 
-PASSAGE = Passage("doc#1", "doc", "北海道", "道庁所在地は札幌市である。", "https://example.org")
+PASSAGE = Passage(
+    "doc#1",
+    "doc",
+    "北海道",
+    "道庁所在地は札幌市である。",
+    "https://example.org",
+    {"source": "hokkaido.jsonl", "pageid": 12, "score": 0.5, "stub": False, "date": None},
+)
 HIT = Hit(PASSAGE, 0.5, 3.25, 0.75)
 REQUEST = GenerationRequest(
     messages=[ChatTurn("system", "丁寧に"), ChatTurn("user", "道庁所在地は？")],

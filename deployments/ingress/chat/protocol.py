@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deployments.ingress.validation import Text
-from deployments.passage import Hit
+from deployments.passage import Hit, MetadataValue
 
 
 class _Lenient(BaseModel):
@@ -101,6 +101,11 @@ class Source(BaseModel):
     rerank_score: float | None = Field(description="Raw reranker score; higher is better.")
     relevance: float | None = Field(description="Reranker score mapped to 0..1.")
     cited: bool = Field(description="Whether the answer cites it as [index].")
+    metadata: dict[str, MetadataValue] = Field(
+        default_factory=dict,
+        description="The source document's other fields from the corpus (source file, "
+        "pageid, section, dates, ...); empty when the index has none.",
+    )
 
     @classmethod
     def from_hit(cls, index: int, hit: Hit, answer: str) -> Source:
@@ -116,6 +121,7 @@ class Source(BaseModel):
             rerank_score=hit.rerank_score,
             relevance=hit.relevance,
             cited=f"[{index}]" in answer,
+            metadata=p.metadata,
         )
 
 
