@@ -54,18 +54,8 @@ class SentenceTransformerEmbedder:
 
     @property
     def identity(self) -> EmbedderIdentity:
-        c = self.config
-        return EmbedderIdentity(
-            backend="sentence-transformers",
-            model=c.model,
-            dimension=self._dimension,
-            settings={
-                "revision": c.revision,
-                "query_prefix": self.query_prefix,
-                "passage_prefix": self.passage_prefix,
-                "normalize": c.normalize,
-                "max_seq_length": self.model.max_seq_length,
-            },
+        return sentence_transformers_identity(
+            self.config, self._dimension, self.model.max_seq_length
         )
 
     def embed_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
@@ -85,6 +75,27 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def sentence_transformers_identity(
+    config: SentenceTransformersEmbedderConfig, dimension: int, max_seq_length: int
+) -> EmbedderIdentity:
+    """The identity of ``config``'s model, which makes ``dimension``-long vectors of texts
+    cut at ``max_seq_length`` tokens: computable without loading the model (an index
+    imported with vectors made elsewhere declares them)."""
+    query_prefix, passage_prefix = config.prefixes
+    return EmbedderIdentity(
+        backend="sentence-transformers",
+        model=config.model,
+        dimension=dimension,
+        settings={
+            "revision": config.revision,
+            "query_prefix": query_prefix,
+            "passage_prefix": passage_prefix,
+            "normalize": config.normalize,
+            "max_seq_length": max_seq_length,
+        },
+    )
 
 
 def _embedding_dimension(model: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""``jarag index``: build, inspect and switch index versions."""
+"""``jarag index``: build, import, inspect and switch index versions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deployments.embedder.config import (
+    PREFIX_PRESETS,
+    EmbedderConfig,
+    SentenceTransformersEmbedderConfig,
+)
 from deployments.index.format import (
     list_versions,
     read_manifest,
@@ -16,6 +21,7 @@ from deployments.index.format import (
 from serve.commands.common import add_config_options, app_config
 from serve.indexing.build import BuildSettings, build_index
 from serve.indexing.corpus import CorpusProblems
+from serve.indexing.importing import DeclaredEmbedder, ImportSettings, import_index
 
 
 def register(commands: Any) -> None:
@@ -58,6 +64,50 @@ def register(commands: Any) -> None:
         "--actor-gpus", type=float, default=0.0, help="GPU share per actor (0.25: four per GPU)"
     )
     build.set_defaults(run=_build)
+
+    imported = index_commands.add_parser(
+        "import",
+        help="make a version from vectors made elsewhere: a FAISS index file or .npy/.npz "
+        "vectors, with the passages they were made from (row i is vector i)",
+    )
+    imported.add_argument(
+        "passages", type=Path, help="the passages, one record a row in vector order (.jsonl, ...)"
+    )
+    given = imported.add_mutually_exclusive_group(required=True)
+    given.add_argument("--faiss", type=Path, help="FAISS index file built from the vectors")
+    given.add_argument("--vectors", type=Path, help=".npy or .npz file of the vectors")
+    imported.add_argument("--out", type=Path, required=True, help="index root directory")
+    declared = imported.add_argument_group(
+        "the embedder that made the vectors (default: the one of --config, or the built-in)"
+    )
+    add_config_options(declared)
+    declared.add_argument("--dimension", type=int, required=True, help="length of every vector")
+    declared.add_argument("--model", help="sentence-transformers model id or directory")
+    declared.add_argument("--revision", help="hub revision of --model")
+    declared.add_argument(
+        "--prefix-preset",
+        choices=sorted(PREFIX_PRESETS),
+        help="query/passage prefixes of the model family",
+    )
+    declared.add_argument("--query-prefix", help="text put before every query")
+    declared.add_argument("--passage-prefix", help="text put before every passage")
+    declared.add_argument(
+        "--no-normalize", action="store_true", help="the vectors are not L2-normalised"
+    )
+    declared.add_argument(
+        "--max-seq-length", type=int, help="the model's token limit (its max_seq_length)"
+    )
+    imported.add_argument(
+        "--faiss-factory", default="Flat", help="FAISS index_factory string for --vectors"
+    )
+    imported.add_argument(
+        "--train-size", type=int, default=100_000, help="vectors that train an IVF/PQ index"
+    )
+    imported.add_argument(
+        "--no-activate", action="store_true", help="publish without making it the served version"
+    )
+    imported.add_argument("--quiet", action="store_true", help="no progress bars")
+    imported.set_defaults(run=_import)
 
     info = index_commands.add_parser("info", help="show an index's versions and manifest")
     info.add_argument("path", type=Path)
@@ -103,6 +153,52 @@ def _build(args: argparse.Namespace) -> int:
         f"built index version {manifest.version} in {args.out}: {manifest.num_passages} passages "
         f"from {manifest.num_documents} documents, embedder {manifest.embedder.model} "
         f"({manifest.embedder.dimension} dims), FAISS {manifest.faiss_factory} ({state}){skipped}"
+    )
+    return 0
+
+
+_MODEL_OPTIONS = ("revision", "prefix_preset", "query_prefix", "passage_prefix")
+
+
+def _import(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        given = {k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None}
+        config: EmbedderConfig = SentenceTransformersEmbedderConfig.model_validate(
+            {
+                "backend": "sentence-transformers",
+                "model": args.model,
+                "normalize": not args.no_normalize,
+                "max_seq_length": args.max_seq_length,
+                **given,
+            }
+        )
+    else:
+        stray = [f"--{k.replace('_', '-')}" for k in _MODEL_OPTIONS if getattr(args, k)]
+        if stray or args.no_normalize:
+            raise ValueError(f"{', '.join(stray) or '--no-normalize'} needs --model")
+        config = app_config(args).embedder
+    embedder = DeclaredEmbedder(
+        config=config, dimension=args.dimension, max_seq_length=args.max_seq_length
+    )
+    settings = ImportSettings(
+        faiss_factory=args.faiss_factory,
+        train_size=args.train_size,
+        make_current=not args.no_activate,
+        progress=not args.quiet,
+    )
+    manifest = import_index(
+        args.passages,
+        args.out,
+        embedder,
+        faiss_index=args.faiss,
+        vectors=args.vectors,
+        settings=settings,
+    )
+    state = "now served" if settings.make_current else "not activated"
+    print(
+        f"imported index version {manifest.version} in {args.out}: {manifest.num_passages} "
+        f"passages, embedder {manifest.embedder.model} ({manifest.embedder.dimension} dims), "
+        f"FAISS {manifest.faiss_factory} ({state})"
     )
     return 0
 

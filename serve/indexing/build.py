@@ -116,7 +116,7 @@ def build_index(
                     settings.progress,
                 )
                 vectors = partial(_read_rows, matrix, settings.batch_size)
-            index = _build_faiss(identity.dimension, len(store), vectors, settings)
+            index = build_faiss(identity.dimension, len(store), vectors, settings)
         finally:
             store.close()
             discard_vectors(building)
@@ -174,9 +174,11 @@ VectorSource = Callable[[NDArray[np.int64]], Iterator[NDArray[np.float32]]]
 """The vectors of the given passage rows, in order, a batch at a time."""
 
 
-def _build_faiss(
+def build_faiss(
     dimension: int, total: int, vectors: VectorSource, settings: BuildSettings
 ) -> faiss.Index:
+    """A FAISS index of ``settings.faiss_factory`` over ``total`` vectors (trained on a
+    sample of them first when the factory needs it)."""
     index = faiss.index_factory(dimension, settings.faiss_factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         rows = np.sort(np.random.default_rng(0).permutation(total)[: settings.train_size])
