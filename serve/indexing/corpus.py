@@ -26,6 +26,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import datetime
+import functools
 import gzip
 import json
 import logging
@@ -60,6 +61,7 @@ PARQUET_BATCH_ROWS = 4096
 LOGGED_PROBLEMS = 20
 """Skipped records logged one by one; later ones are only counted."""
 _READ_BLOCK = 1 << 20
+_BOM = "\ufeff".encode()
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.DOTALL)
 
@@ -173,6 +175,7 @@ def metadata_value(value: Any) -> MetadataValue:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+@functools.lru_cache(maxsize=1024)  # the passages of one article come together
 def wikipedia_url(title: str) -> str:
     """The Japanese Wikipedia address of the article ``title``."""
     return WIKIPEDIA_URL + quote(title.replace(" ", "_"))
@@ -382,8 +385,10 @@ def _front_matter(content: str) -> tuple[dict[str, Any], str]:
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
     try:
-        record = json.loads(raw.decode("utf-8-sig"))
+        record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
         raise _Malformed(f"not UTF-8 ({error.reason} at byte {error.start})") from error
     except json.JSONDecodeError as error:
