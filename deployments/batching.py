@@ -1,11 +1,12 @@
-"""Dynamic batching settings shared by the stages that batch concurrent requests."""
+"""Dynamic batching, shared by every stage that batches concurrent requests: its settings
+and the one helper (:class:`Batcher`) that runs it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 
@@ -41,6 +42,7 @@ class BatchingSettings(StrictConfig):
 
 
 BatchedConfig = TypeVar("BatchedConfig", bound=BatchingSettings)
+Call = TypeVar("Call")
 Result = TypeVar("Result")
 
 
@@ -57,6 +59,79 @@ def with_batching(config: BatchedConfig, user_config: dict[str, Any]) -> Batched
             f"got {sorted(unknown)}"
         )
     return type(config).model_validate({**config.model_dump(), **user_config})
+
+
+class Batcher(Generic[Call, Result]):
+    """Runs a stage's engine on concurrent calls, grouped into batches.
+
+    ``run`` is the engine work for a list of calls (one result per call, in order); it
+    runs in a worker thread. In a Serve replica with batching on, concurrent calls go
+    through a ``@serve.batch`` queue of this instance (at most ``max_batch_size`` items
+    per engine call, items counted by ``size_of``; one engine call at a time), a lone
+    call running straight away (:class:`BatchGate`). With batching off, every call is
+    an engine call of its own, one at a time. Outside a replica (the stages in one
+    process, without Ray), where Serve's batch queue cannot run, each call is an engine
+    call of its own in a worker thread. Settings come from the stage's config and can
+    be changed on running replicas (:meth:`configure`).
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[Call]], list[Result]],
+        settings: BatchingSettings,
+        size_of: Callable[[list[Call]], int] | None = None,
+    ) -> None:
+        self._run = run
+        self._gate = BatchGate()
+        self._one_call_at_a_time = asyncio.Lock()
+        from ray import serve  # the settings above are read where Ray is absent
+
+        self._queue: Any = (
+            serve.batch(
+                max_batch_size=settings.max_batch_size,
+                batch_wait_timeout_s=settings.batch_wait_timeout_s,
+                batch_size_fn=size_of,
+            )(self._run_batch)
+            if in_serve_replica()
+            else None
+        )
+        self.settings = settings
+        self.configure(settings)
+
+    def configure(self, settings: BatchingSettings) -> None:
+        self.settings = settings
+        if self._queue is not None:
+            self._queue.set_max_batch_size(settings.max_batch_size)
+            self._queue.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self._gate.batch_wait_timeout_s = settings.batch_wait_timeout_s
+
+    async def submit(self, call: Call) -> Result:
+        """The result of one call, computed alone or in a batch with concurrent calls."""
+        if not self.settings.batching:
+            async with self._one_call_at_a_time:
+                return (await asyncio.to_thread(self._run, [call]))[0]
+        if self._queue is None:
+            return (await asyncio.to_thread(self._run, [call]))[0]
+        result: Result = await self._gate.submit(
+            lambda: self._run([call])[0], lambda: self._queue(call)
+        )
+        return result
+
+    async def _run_batch(self, calls: list[Call]) -> list[Result]:
+        with self._gate.running():
+            return await asyncio.to_thread(self._run, calls)
+
+
+def in_serve_replica() -> bool:
+    """Whether this code runs in a Ray Serve replica (where ``@serve.batch`` can run)."""
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        serve.get_replica_context()
+    except RayServeException:
+        return False
+    return True
 
 
 class BatchGate:

@@ -9,7 +9,10 @@ import ray
 
 def replica_placement() -> dict[str, Any]:
     """The node, the resources Ray assigned (fractional GPUs included) and the GPU ids
-    this replica sees. Reads Ray's public runtime context only."""
+    this replica sees. Reads Ray's public runtime context only; empty where the stage
+    runs in a process without Ray (the in-process stages)."""
+    if not ray.is_initialized():
+        return {}
     context = ray.get_runtime_context()
     return {
         "node_id": context.get_node_id(),

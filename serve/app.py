@@ -1,4 +1,5 @@
-"""``build_app``: validates the ``args:`` block and wires the five deployments."""
+"""``build_app``: validates the ``args:`` block and wires the five deployments (or the
+same deployment classes in one process, without Ray)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from deployments.embedder.deployment import Embedder
 from deployments.generator.deployment import Generator
 from deployments.index.format import read_manifest, resolve_version_dir
 from deployments.ingress.deployment import Ingress
+from deployments.ingress.stages import InProcess, Stages
 from deployments.reranker.deployment import Reranker
 from deployments.retriever.deployment import Retriever
 from serve.config import AppConfig
@@ -59,7 +61,8 @@ says nothing; production values live in serve_config.yaml."""
 _CONSTRUCTOR_RETRIES = 3
 """A replica that cannot start (missing model, wrong index) fails the deploy quickly."""
 
-EngineStage = Literal["embedder", "reranker", "generator"]
+EngineStage = Literal["embedder", "retriever", "reranker", "generator"]
+Engines = Mapping[EngineStage, Callable[..., Any]]
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -68,32 +71,50 @@ def build_app(args: dict[str, Any]) -> Application:
 
 def build_graph(
     config: AppConfig,
-    engines: Mapping[EngineStage, Callable[..., Any]] | None = None,
+    engines: Engines | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Application:
     """The graph for ``config``. ``engines`` puts another engine class in a stage (called
     like that stage's factory), as tests do to make a stage slow or wedged; ``options``
     overrides deployment options by deployment name, like a Serve config's
     ``deployments:`` section."""
+
+    def bind(cls: type, *args: Any, **kwargs: Any) -> Any:
+        name = cls.__name__
+        settings = {**_RELIABILITY, **DEPLOYMENT_DEFAULTS[name], **(options or {}).get(name, {})}
+        deployment = serve.deployment(
+            cls, name=name, max_constructor_retry_count=_CONSTRUCTOR_RETRIES, **settings
+        )
+        return deployment.bind(*args, **kwargs)
+
+    stages = _make_stages(config, engines or {}, bind)
+    return bind(Ingress, config.ingress, config.retrieval_defaults(), *stages)
+
+
+def in_process_stages(config: AppConfig, engines: Engines | None = None) -> Stages:
+    """The same stage deployments as the graph, instantiated in this process (no Ray):
+    how the single-process baseline and the HTTP-layer tests run them."""
+    embedder, retriever, reranker, generator = _make_stages(config, engines or {}, _construct)
+    return Stages(
+        InProcess(embedder), InProcess(retriever), InProcess(reranker), InProcess(generator)
+    )
+
+
+def _construct(cls: type, *args: Any, **kwargs: Any) -> Any:
+    return cls(*args, **kwargs)
+
+
+def _make_stages(
+    config: AppConfig, engines: Engines, make: Callable[..., Any]
+) -> tuple[Any, Any, Any, Any]:
+    """The four stage deployments over the served index version, each made by
+    ``make(cls, *args, **kwargs)``: bound for Serve, or instantiated."""
     index_dir = resolve_version_dir(config.index.path, config.index.version)
     read_manifest(index_dir, verify=False)
     index = str(index_dir)
-    engine = dict(engines or {})
-
-    def stage(cls: type, name: str) -> Any:
-        settings = {**_RELIABILITY, **DEPLOYMENT_DEFAULTS[name], **(options or {}).get(name, {})}
-        return serve.deployment(
-            cls, name=name, max_constructor_retry_count=_CONSTRUCTOR_RETRIES, **settings
-        )
-
-    embedder = stage(Embedder, "Embedder").bind(
-        config.embedder, index, engine_cls=engine.get("embedder")
+    return (
+        make(Embedder, config.embedder, index, engine_cls=engines.get("embedder")),
+        make(Retriever, config.retriever, config.index, index, engine_cls=engines.get("retriever")),
+        make(Reranker, config.reranker, index, engine_cls=engines.get("reranker")),
+        make(Generator, config.generator, engine_cls=engines.get("generator")),
     )
-    retriever = stage(Retriever, "Retriever").bind(config.retriever, config.index, index)
-    reranker = stage(Reranker, "Reranker").bind(
-        config.reranker, index, engine_cls=engine.get("reranker")
-    )
-    generator = stage(Generator, "Generator").bind(
-        config.generator, engine_cls=engine.get("generator")
-    )
-    return stage(Ingress, "Ingress").bind(config.ingress, embedder, retriever, reranker, generator)

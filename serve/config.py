@@ -7,7 +7,7 @@ from pydantic import Field
 from deployments.config import StrictConfig
 from deployments.embedder.config import EmbedderConfig, HashingEmbedderConfig
 from deployments.generator.config import ExtractiveGeneratorConfig, GeneratorConfig
-from deployments.ingress.config import IngressConfig
+from deployments.ingress.config import IngressConfig, RetrievalDefaults
 from deployments.reranker.config import LexicalRerankerConfig, RerankerConfig
 from deployments.retriever.config import IndexConfig, RetrieverConfig
 
@@ -29,3 +29,7 @@ class AppConfig(StrictConfig):
         default_factory=ExtractiveGeneratorConfig, description="Generator engine."
     )
     ingress: IngressConfig = Field(default_factory=IngressConfig, description="HTTP API.")
+
+    def retrieval_defaults(self) -> RetrievalDefaults:
+        """What a chat request retrieves unless it says otherwise."""
+        return RetrievalDefaults(top_k=self.retriever.top_k, top_n=self.reranker.top_n)

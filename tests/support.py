@@ -11,6 +11,11 @@ from typing import Any
 
 import requests
 
+from deployments.generator.protocol import GeneratorEngine
+from deployments.ingress.stages import Stages
+from deployments.retriever.config import IndexConfig
+from serve.app import Engines, in_process_stages
+from serve.config import AppConfig
 from serve.demo import DEMO_QUESTIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,27 +51,16 @@ def parse_sse(body: str) -> list[Any]:
     return events
 
 
-def local_stages(index_root: Path, generator: Any = None) -> Any:
-    """The built-in engines over ``index_root``, in-process (LocalStages)."""
-    from deployments.embedder.config import HashingEmbedderConfig
-    from deployments.embedder.factory import create_embedder
-    from deployments.generator.config import ExtractiveGeneratorConfig
-    from deployments.generator.factory import create_generator
-    from deployments.index.format import resolve_version_dir
-    from deployments.ingress.stages import LocalStages
-    from deployments.reranker.config import LexicalRerankerConfig
-    from deployments.reranker.factory import create_reranker
-    from deployments.retriever.config import RetrieverConfig
-    from deployments.retriever.faiss_search import FaissRetriever
+def local_stages(index_root: Path, generator: GeneratorEngine | None = None) -> Stages:
+    """The built-in stages over ``index_root``: the graph's deployment classes in this
+    process (no Ray); ``generator`` replaces the generator's engine."""
+    config = AppConfig(index=IndexConfig(path=str(index_root)))
+    engines: Engines = {"generator": lambda _config: generator} if generator is not None else {}
+    return in_process_stages(config, engines)
 
-    version_dir = resolve_version_dir(index_root)
-    return LocalStages(
-        create_embedder(HashingEmbedderConfig(), version_dir),
-        FaissRetriever(version_dir, RetrieverConfig()),
-        create_reranker(LexicalRerankerConfig(), version_dir),
-        generator or create_generator(ExtractiveGeneratorConfig()),
-        top_n=5,
-    )
+
+RETRIEVAL = AppConfig(index=IndexConfig(path="unused")).retrieval_defaults()
+"""The built-in stages' per-request defaults (top_k, top_n)."""
 
 
 def wait_for_answer(

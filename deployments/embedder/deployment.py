@@ -10,9 +10,8 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from ray import serve
 
-from deployments.batching import BatchGate, with_batching
+from deployments.batching import Batcher, with_batching
 from deployments.embedder.config import EmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.embedder.protocol import EmbedderEngine
@@ -45,27 +44,20 @@ class Embedder:
     ) -> None:
         self.config = config
         self.engine: EmbedderEngine = (engine_cls or create_embedder)(config, Path(index_dir))
-        self._one_call_at_a_time = asyncio.Lock()
-        self._gate = BatchGate()
         self.metrics = StageMetrics("embed")
         manifest = read_manifest(Path(index_dir), verify=False)
         check_embedder(manifest, self.engine.identity, Path(index_dir))
-        self._apply_batching()
+        self._batcher = Batcher(self._embed_grouped, config, size_of=_texts_in)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Batching settings from the deployment's ``user_config``, applied live."""
         self.config = with_batching(self.config, user_config)
-        self._apply_batching()
-
-    def _apply_batching(self) -> None:
-        self._embed_calls.set_max_batch_size(self.config.max_batch_size)
-        self._embed_calls.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
-        self._gate.batch_wait_timeout_s = self.config.batch_wait_timeout_s
+        self._batcher.configure(self.config)
 
     async def embed_query(self, text: str) -> NDArray[np.float32]:
         """One query vector; concurrent calls are embedded together."""
         with self.metrics.call():
-            vectors = await self._embed(_EmbedCall([text], "query"))
+            vectors = await self._batcher.submit(_EmbedCall([text], "query"))
             return np.asarray(vectors[0], dtype=np.float32)
 
     async def embed(self, texts: list[str], kind: TextKind) -> NDArray[np.float32]:
@@ -76,28 +68,11 @@ class Embedder:
             size = self.config.max_batch_size
             parts = await asyncio.gather(
                 *(
-                    self._embed(_EmbedCall(texts[i : i + size], kind))
+                    self._batcher.submit(_EmbedCall(texts[i : i + size], kind))
                     for i in range(0, len(texts), size)
                 )
             )
             return np.concatenate(parts)
-
-    async def _embed(self, call: _EmbedCall) -> NDArray[np.float32]:
-        """Alone or through the batch queue (``BatchGate.submit``), or with batching off
-        as one engine call of its own (still one engine call at a time, as the batch
-        queue runs them)."""
-        if self.config.batching:
-            vectors: NDArray[np.float32] = await self._gate.submit(
-                lambda: self._embed_grouped([call])[0], lambda: self._embed_calls(call)
-            )
-            return vectors
-        async with self._one_call_at_a_time:
-            return (await asyncio.to_thread(self._embed_grouped, [call]))[0]
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002, batch_size_fn=_texts_in)
-    async def _embed_calls(self, calls: list[_EmbedCall]) -> list[NDArray[np.float32]]:
-        with self._gate.running():
-            return await asyncio.to_thread(self._embed_grouped, calls)
 
     def _embed_grouped(self, calls: list[_EmbedCall]) -> list[NDArray[np.float32]]:
         """One engine call per kind; results split back per call."""
@@ -117,7 +92,7 @@ class Embedder:
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
-    def describe(self) -> dict[str, Any]:
+    async def describe(self) -> dict[str, Any]:
         return {
             "model": self.engine.identity.model,
             "identity": self.engine.identity.model_dump(),

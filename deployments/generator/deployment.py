@@ -29,6 +29,8 @@ STARTED = GeneratedText(text="", tokens=0)
 
 
 class Generator:
+    """Generates answers (and plain chat) as a stream of text pieces."""
+
     def __init__(
         self,
         config: GeneratorConfig,
@@ -36,8 +38,9 @@ class Generator:
     ) -> None:
         self.config = config
         # vLLM's tensor-parallel workers go into the replica's placement group, if any;
-        # an engine injected by a test is built from the config alone.
-        placement_group = ray.util.get_current_placement_group()
+        # an engine injected by a test is built from the config alone. (Asked outside Ray,
+        # Ray would start a local instance to answer.)
+        placement_group = ray.util.get_current_placement_group() if ray.is_initialized() else None
         self.engine: GeneratorEngine = (
             engine_cls(config) if engine_cls else create_generator(config, placement_group)
         )
@@ -80,7 +83,7 @@ class Generator:
         async for chunk in coalesced(self.generate(request)):
             yield chunk
 
-    def describe(self) -> dict[str, Any]:
+    async def describe(self) -> dict[str, Any]:
         return {
             "model": self.engine.model_name,
             "generations_in_flight": self._in_flight,

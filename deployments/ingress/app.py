@@ -11,7 +11,7 @@ from deployments.ingress.body_limit import BodyLimitMiddleware
 from deployments.ingress.chat import router as chat
 from deployments.ingress.chat.router import DEGRADED_HEADER
 from deployments.ingress.chat.serving import ChatService
-from deployments.ingress.config import IngressConfig
+from deployments.ingress.config import IngressConfig, RetrievalDefaults
 from deployments.ingress.embeddings import router as embeddings
 from deployments.ingress.errors import install_error_handlers
 from deployments.ingress.models import ModelCatalog
@@ -27,7 +27,10 @@ API_DESCRIPTION = (
 
 
 def create_app(
-    stages: StageClient, config: IngressConfig, metrics: IngressMetrics | None = None
+    stages: StageClient,
+    config: IngressConfig,
+    defaults: RetrievalDefaults,
+    metrics: IngressMetrics | None = None,
 ) -> FastAPI:
     """``metrics`` receives what the app records (a test passes its own)."""
     app = FastAPI(title="ja-rag-serve", description=API_DESCRIPTION, version="0.1.0")
@@ -37,7 +40,7 @@ def create_app(
     app.state.stages = stages
     app.state.catalog = catalog
     app.state.metrics = metrics
-    app.state.chat = ChatService(stages, config, catalog, metrics)
+    app.state.chat = ChatService(stages, config, defaults, catalog, metrics)
     for module in (chat, embeddings, rerank, models, health, ui):
         app.include_router(module.router)
     install_error_handlers(app)

@@ -143,16 +143,27 @@ class IngressConfig(StrictConfig):
         description="Retry-After (seconds) sent with a 503/429 when a stage is full or down, "
         "unless the stage's backpressure_config sets its own.",
     )
-    fallback_top_n: int = Field(
-        5,
-        ge=1,
-        le=100,
-        description="Passages given to the generator, in retrieval order, when the reranker is "
-        "unavailable and the request does not set rag.top_n.",
-    )
     generator_unavailable_message: str = Field(
         GENERATOR_UNAVAILABLE_JA,
         description="The answer's text when the generator is down (the sources are still given).",
     )
     auth: AuthConfig = Field(default_factory=AuthConfig, description="Optional API keys.")
     cors: CorsConfig = Field(default_factory=CorsConfig, description="Browser cross-origin access.")
+
+
+class RetrievalDefaults(StrictConfig):
+    """What a chat request retrieves when its ``rag`` options say nothing: the builder
+    takes them from the retriever's ``top_k`` and the reranker's ``top_n``, and the
+    ingress resolves every request against them (the stages get explicit values)."""
+
+    top_k: int = Field(ge=1, le=1000, description="Candidates retrieved.")
+    top_n: int = Field(
+        ge=1,
+        le=100,
+        description="Passages given to the generator (in the retriever's order when the "
+        "reranker is unavailable).",
+    )
+
+    def resolve(self, top_k: int | None, top_n: int | None) -> RetrievalDefaults:
+        """The settings of one request: its own where it gives them, else these."""
+        return RetrievalDefaults(top_k=top_k or self.top_k, top_n=top_n or self.top_n)

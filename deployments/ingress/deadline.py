@@ -2,7 +2,7 @@
 
 The budget is ``IngressConfig.request_timeout_s``; a client may ask for less with
 the ``X-Request-Timeout`` header (seconds). Each stage call gets what is left;
-a call still running when the deadline passes is cancelled (GraphStages cancels
+a call still running when the deadline passes is cancelled (Stages cancels
 the Serve request, so the stage's replica stops working on it).
 """
 

@@ -8,21 +8,33 @@ from fastapi import FastAPI
 from ray import serve
 
 from deployments.ingress.app import create_app
-from deployments.ingress.config import IngressConfig
-from deployments.ingress.stages import GraphStages
+from deployments.ingress.config import IngressConfig, RetrievalDefaults
+from deployments.ingress.stages import ServeHandle, Stages
 
 
 @serve.ingress()
 class Ingress:
-    """Holds no model: each request is chained through the stage deployments."""
+    """Holds no model: each request is chained through the stage deployments, whose
+    DeploymentHandles the builder passes in."""
 
     def __init__(
-        self, config: IngressConfig, embedder: Any, retriever: Any, reranker: Any, generator: Any
+        self,
+        config: IngressConfig,
+        defaults: RetrievalDefaults,
+        embedder: Any,
+        retriever: Any,
+        reranker: Any,
+        generator: Any,
     ) -> None:
         self.config = config
-        self.stages = GraphStages(
-            embedder, retriever, reranker, generator, retries=config.stage_retries
+        self.stages = Stages(
+            ServeHandle(embedder),
+            ServeHandle(retriever),
+            ServeHandle(reranker),
+            ServeHandle(generator),
+            retries=config.stage_retries,
         )
+        self.defaults = defaults
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.stages, self.config)
+        return create_app(self.stages, self.config, self.defaults)

@@ -1,9 +1,11 @@
-"""How the HTTP API reaches the stages: Ray Serve handles, or engines in-process.
+"""How the HTTP API reaches the stages.
 
-The routes depend only on :class:`StageClient`. In the graph it is
-:class:`GraphStages` (DeploymentHandles); :class:`LocalStages` runs the same
-engines inside the API process, which is how the single-process baseline of
-the benchmarks and the HTTP-layer unit tests run.
+The routes depend only on :class:`StageClient`, which :class:`Stages` implements once,
+over one typed handle per stage deployment. A handle reaches the deployment either
+through Ray Serve (:class:`ServeHandle`, in the graph) or as an instance in this process
+(:class:`InProcess`: the same deployment classes, as the single-process baseline of the
+benchmarks and the HTTP-layer tests run them). Calls name the deployment's method
+itself (``handle.call(Retriever.search, vector, top_k)``), so mypy checks them.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,15 +30,24 @@ from ray.serve.exceptions import (
     RequestCancelledError,
 )
 
-from deployments.embedder.protocol import EmbedderEngine
-from deployments.generator.protocol import GeneratedText, GenerationRequest, GeneratorEngine
+from deployments.embedder.deployment import Embedder
+from deployments.generator.deployment import Generator
+from deployments.generator.protocol import GeneratedText, GenerationRequest
 from deployments.passage import Hit
-from deployments.reranker.protocol import Ranking, RerankerEngine, RerankScores, rank_hits
-from deployments.retriever.faiss_search import FaissRetriever
+from deployments.reranker.deployment import Reranker
+from deployments.reranker.protocol import RerankScores
+from deployments.retriever.deployment import Retriever
 
 logger = logging.getLogger(__name__)
 
 TextKind = Literal["query", "passage"]
+Deployment = TypeVar("Deployment")
+Deployment_co = TypeVar("Deployment_co", covariant=True)
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+Result_co = TypeVar("Result_co", covariant=True)
+Item = TypeVar("Item")
+Item_co = TypeVar("Item_co", covariant=True)
 STAGES = ("embedder", "retriever", "reranker", "generator")
 
 
@@ -49,9 +60,9 @@ class StageStatus:
 
 
 class StageClient(Protocol):
-    async def retrieve(self, query: str, top_k: int | None) -> list[Hit]: ...
+    async def retrieve(self, query: str, top_k: int) -> list[Hit]: ...
 
-    async def rerank(self, query: str, hits: list[Hit], top_n: int | None) -> list[Hit]: ...
+    async def rerank(self, query: str, hits: list[Hit], top_n: int) -> list[Hit]: ...
 
     async def score(self, query: str, documents: list[str]) -> RerankScores: ...
 
@@ -120,8 +131,8 @@ def _replica_lost(error: BaseException) -> bool:
     )
 
 
-def _cancel(response: Any) -> None:
-    """Cancel a Serve request (and the replica's work on it) if it is still running.
+def _cancel(response: Pending[Any] | PendingStream[Any]) -> None:
+    """Cancel a stage request (and the replica's work on it) if it is still running.
 
     ``cancel()`` re-raises the error of a request that already failed (e.g. shed with
     BackPressureError): there is nothing left to stop then.
@@ -130,38 +141,144 @@ def _cancel(response: Any) -> None:
         response.cancel()
 
 
-class GraphStages:
-    """The stages as Ray Serve deployments, reached through DeploymentHandles.
+class Pending(Awaitable[Result_co], Protocol[Result_co]):
+    """A stage call in flight: awaited for its result, or cancelled."""
+
+    def cancel(self) -> object: ...
+
+
+class PendingStream(Protocol[Item_co]):
+    """A streaming stage call in flight: iterated for its items, or cancelled."""
+
+    def __aiter__(self) -> AsyncIterator[Item_co]: ...
+
+    def cancel(self) -> object: ...
+
+
+class StageHandle(Protocol[Deployment_co]):
+    """One stage deployment's methods, called with their own signatures."""
+
+    def call(
+        self,
+        method: Callable[Concatenate[Deployment_co, Params], Awaitable[Result]],
+        /,
+        *args: Params.args,
+        **kwargs: Params.kwargs,
+    ) -> Pending[Result]: ...
+
+    def stream(
+        self,
+        method: Callable[Concatenate[Deployment_co, Params], AsyncIterator[Item]],
+        /,
+        *args: Params.args,
+        **kwargs: Params.kwargs,
+    ) -> PendingStream[Item]: ...
+
+
+class ServeHandle(Generic[Deployment]):
+    """A stage deployment reached through its Ray Serve DeploymentHandle."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._streaming = handle.options(stream=True)
+
+    def call(
+        self,
+        method: Callable[Concatenate[Deployment, Params], Awaitable[Result]],
+        /,
+        *args: Params.args,
+        **kwargs: Params.kwargs,
+    ) -> Pending[Result]:
+        # .remote() itself raises BackPressureError when the deployment's queue is full.
+        response: Pending[Result] = getattr(self._handle, method.__name__).remote(*args, **kwargs)
+        return response
+
+    def stream(
+        self,
+        method: Callable[Concatenate[Deployment, Params], AsyncIterator[Item]],
+        /,
+        *args: Params.args,
+        **kwargs: Params.kwargs,
+    ) -> PendingStream[Item]:
+        response: PendingStream[Item] = getattr(self._streaming, method.__name__).remote(
+            *args, **kwargs
+        )
+        return response
+
+
+class InProcess(Generic[Deployment]):
+    """A stage deployment's class instantiated in this process (no Ray): each call runs
+    as a task of this event loop."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def call(
+        self,
+        method: Callable[Concatenate[Deployment, Params], Awaitable[Result]],
+        /,
+        *args: Params.args,
+        **kwargs: Params.kwargs,
+    ) -> Pending[Result]:
+        return asyncio.ensure_future(method(self.deployment, *args, **kwargs))
+
+    def stream(
+        self,
+        method: Callable[Concatenate[Deployment, Params], AsyncIterator[Item]],
+        /,
+        *args: Params.args,
+        **kwargs: Params.kwargs,
+    ) -> PendingStream[Item]:
+        return _LocalStream(method(self.deployment, *args, **kwargs))
+
+
+class _LocalStream(Generic[Item]):
+    def __init__(self, items: AsyncIterator[Item]) -> None:
+        self._items = items
+        self._closing: asyncio.Task[None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[Item]:
+        return self._items
+
+    def cancel(self) -> None:
+        """Stops the generator (as Serve stops a replica's stream); no-op once it ended."""
+        if isinstance(self._items, AsyncGenerator) and self._closing is None:
+            self._closing = asyncio.ensure_future(self._items.aclose())
+
+
+class Stages:
+    """The stage calls of the HTTP API, over one handle per stage deployment.
 
     A call whose replica dies is sent again (``retries`` times), which Serve routes
     to another replica; a full stage raises StageOverloaded at once. A call
-    cancelled here (deadline, client gone) cancels its Serve request, so the
-    stage's replica stops working on it.
+    cancelled here (deadline, client gone) cancels its stage request, so the
+    stage stops working on it.
     """
 
     def __init__(
-        self, embedder: Any, retriever: Any, reranker: Any, generator: Any, retries: int = 1
+        self,
+        embedder: StageHandle[Embedder],
+        retriever: StageHandle[Retriever],
+        reranker: StageHandle[Reranker],
+        generator: StageHandle[Generator],
+        retries: int = 1,
     ) -> None:
-        self._handles = {
-            "embedder": embedder,
-            "retriever": retriever,
-            "reranker": reranker,
-            "generator": generator,
-        }
-        self._stream = generator.options(stream=True)
+        self.embedder = embedder
+        self.retriever = retriever
+        self.reranker = reranker
+        self.generator = generator
         self._retries = retries
 
-    async def _call(self, stage: str, send: Callable[[], tuple[Any, ...]]) -> Any:
-        """Await the last of the responses ``send`` starts; cancel them all if cancelled."""
+    async def _call(self, stage: str, send: Callable[[], Pending[Result]]) -> Result:
+        """Await the call ``send`` starts; cancel it if cancelled."""
         for attempt in itertools.count():
-            responses: tuple[Any, ...] = ()
+            pending: Pending[Result] | None = None
             try:
-                # .remote() itself raises BackPressureError when the queue is full.
-                responses = send()
-                return await responses[-1]
+                pending = send()
+                return await pending
             except asyncio.CancelledError:
-                for response in responses:
-                    _cancel(response)
+                if pending is not None:
+                    _cancel(pending)
                 raise
             except BackPressureError as error:
                 raise StageOverloaded(stage, error.status_code, error.retry_after_s) from None
@@ -173,42 +290,35 @@ class GraphStages:
                 logger.warning("%s: a replica was lost (%s); retrying", stage, type(error).__name__)
         raise AssertionError("unreachable")
 
-    async def retrieve(self, query: str, top_k: int | None) -> list[Hit]:
-        embedder, retriever = self._handles["embedder"], self._handles["retriever"]
-        vector = await self._call("embedder", lambda: (embedder.embed_query.remote(query),))
-        hits: list[Hit] = await self._call(
-            "retriever", lambda: (retriever.search.remote(vector, top_k),)
+    async def retrieve(self, query: str, top_k: int) -> list[Hit]:
+        vector = await self._call(
+            "embedder", lambda: self.embedder.call(Embedder.embed_query, query)
         )
-        return hits
+        return await self._call(
+            "retriever", lambda: self.retriever.call(Retriever.search, vector, top_k)
+        )
 
-    async def rerank(self, query: str, hits: list[Hit], top_n: int | None) -> list[Hit]:
-        reranker = self._handles["reranker"]
+    async def rerank(self, query: str, hits: list[Hit], top_n: int) -> list[Hit]:
         texts = [h.passage.document_text for h in hits]
-        ranking: Ranking = await self._call(
-            "reranker", lambda: (reranker.rerank.remote(query, texts, top_n),)
+        ranking = await self._call(
+            "reranker", lambda: self.reranker.call(Reranker.rerank, query, texts, top_n)
         )
         return ranking.apply(hits)
 
     async def score(self, query: str, documents: list[str]) -> RerankScores:
-        reranker = self._handles["reranker"]
-        scores: RerankScores = await self._call(
-            "reranker", lambda: (reranker.score.remote(query, documents),)
+        return await self._call(
+            "reranker", lambda: self.reranker.call(Reranker.score, query, documents)
         )
-        return scores
 
     async def embed(self, texts: list[str], kind: TextKind) -> NDArray[np.float32]:
-        embedder = self._handles["embedder"]
-        vectors: NDArray[np.float32] = await self._call(
-            "embedder", lambda: (embedder.embed.remote(texts, kind),)
-        )
-        return vectors
+        return await self._call("embedder", lambda: self.embedder.call(Embedder.embed, texts, kind))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
         for attempt in itertools.count():
-            stream = None
+            stream: PendingStream[list[GeneratedText]] | None = None
             started = False
             try:
-                stream = self._stream.generate_chunks.remote(request)
+                stream = self.generator.stream(Generator.generate_chunks, request)
                 async for chunk in stream:
                     started = True
                     for piece in chunk:
@@ -229,53 +339,10 @@ class GraphStages:
                     _cancel(stream)
 
     async def describe(self, stage: str) -> dict[str, Any]:
-        handle = self._handles[stage]
-        details: dict[str, Any] = await self._call(stage, lambda: (handle.describe.remote(),))
-        return details
-
-
-class LocalStages:
-    """The same engines called inside this process (no Ray)."""
-
-    def __init__(
-        self,
-        embedder: EmbedderEngine,
-        retriever: FaissRetriever,
-        reranker: RerankerEngine,
-        generator: GeneratorEngine,
-        top_n: int,
-    ) -> None:
-        self.embedder = embedder
-        self.retriever = retriever
-        self.reranker = reranker
-        self.generator = generator
-        self.top_n = top_n
-
-    async def retrieve(self, query: str, top_k: int | None) -> list[Hit]:
-        vectors = await asyncio.to_thread(self.embedder.embed_queries, [query])
-        return (await asyncio.to_thread(self.retriever.search, vectors, top_k))[0]
-
-    async def rerank(self, query: str, hits: list[Hit], top_n: int | None) -> list[Hit]:
-        scores = await self.score(query, [h.passage.document_text for h in hits])
-        return rank_hits(hits, scores, top_n or self.top_n)
-
-    async def score(self, query: str, documents: list[str]) -> RerankScores:
-        raw = await asyncio.to_thread(self.reranker.score, query, documents)
-        return RerankScores(raw, self.reranker.relevance(raw))
-
-    async def embed(self, texts: list[str], kind: TextKind) -> NDArray[np.float32]:
-        embed = self.embedder.embed_queries if kind == "query" else self.embedder.embed_passages
-        return await asyncio.to_thread(embed, texts)
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
-        return self.generator.generate(request)
-
-    async def describe(self, stage: str) -> dict[str, Any]:
-        if stage == "embedder":
-            return {"model": self.embedder.identity.model}
-        if stage == "retriever":
-            m = self.retriever.manifest
-            return {"version": m.version, "passages": m.num_passages, "embedder": m.embedder.model}
-        if stage == "reranker":
-            return {"model": self.reranker.model_name}
-        return {"model": self.generator.model_name}
+        calls: dict[str, Callable[[], Pending[dict[str, Any]]]] = {
+            "embedder": lambda: self.embedder.call(Embedder.describe),
+            "retriever": lambda: self.retriever.call(Retriever.describe),
+            "reranker": lambda: self.reranker.call(Reranker.describe),
+            "generator": lambda: self.generator.call(Generator.describe),
+        }
+        return await self._call(stage, calls[stage])

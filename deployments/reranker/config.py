@@ -25,7 +25,13 @@ class LexicalRerankerConfig(BatchingSettings):
         description="JSON weights written by `python -m serve.training.reranker`; "
         "default: the weights shipped with the package.",
     )
-    top_n: int = Field(5, ge=1, le=100, description="Passages kept for the generator.")
+    top_n: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Passages a chat request gives the generator unless it sets rag.top_n "
+        "(in the retriever's order when the reranker is unavailable).",
+    )
     max_batch_size: int = Field(
         256, ge=1, le=4096, description="Most (query, document) pairs scored in one engine call."
     )
@@ -49,7 +55,13 @@ class CrossEncoderRerankerConfig(BatchingSettings):
     revision: str | None = Field(
         None, description="Hub revision (branch, tag or commit) to pin; default: the main branch."
     )
-    top_n: int = Field(5, ge=1, le=100, description="Passages kept for the generator.")
+    top_n: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Passages a chat request gives the generator unless it sets rag.top_n "
+        "(in the retriever's order when the reranker is unavailable).",
+    )
     max_batch_size: int = Field(
         64,
         ge=1,

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray import serve
 
-from deployments.batching import BatchGate, with_batching
+from deployments.batching import Batcher, with_batching
 from deployments.health import probe
 from deployments.metrics import StageMetrics
 from deployments.placement import replica_placement
@@ -31,6 +30,8 @@ def _documents_in(calls: list[_ScoreCall]) -> int:
 
 
 class Reranker:
+    """Scores (query, document) pairs for the chain and for /v1/rerank."""
+
     def __init__(
         self,
         config: RerankerConfig,
@@ -39,29 +40,22 @@ class Reranker:
     ) -> None:
         self.config = config
         self.engine: RerankerEngine = (engine_cls or create_reranker)(config, Path(index_dir))
-        self._one_call_at_a_time = asyncio.Lock()
-        self._gate = BatchGate()
         self.metrics = StageMetrics("rerank")
-        self._apply_batching()
+        self._batcher = Batcher(self._score_all, config, size_of=_documents_in)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Batching settings from the deployment's ``user_config``, applied live."""
         self.config = with_batching(self.config, user_config)
-        self._apply_batching()
+        self._batcher.configure(self.config)
 
-    def _apply_batching(self) -> None:
-        self._score_calls.set_max_batch_size(self.config.max_batch_size)
-        self._score_calls.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
-        self._gate.batch_wait_timeout_s = self.config.batch_wait_timeout_s
-
-    async def rerank(self, query: str, documents: list[str], top_n: int | None = None) -> Ranking:
+    async def rerank(self, query: str, documents: list[str], top_n: int) -> Ranking:
         """The ``top_n`` documents that answer ``query`` best, best first (positions in
         ``documents`` with their scores). The caller keeps its passages and sends only
         their texts: a list of strings costs less to send and to unpickle than hits."""
         with self.metrics.call():
             scores = await self._score_documents(query, documents)
         self._record_top(scores)
-        return scores.ranking(top_n or self.config.top_n)
+        return scores.ranking(top_n)
 
     async def score(self, query: str, documents: list[str]) -> RerankScores:
         """Scores of each document for ``query``, in input order."""
@@ -81,30 +75,13 @@ class Reranker:
         size = self.config.max_batch_size
         parts = await asyncio.gather(
             *(
-                self._score(_ScoreCall(query, documents[i : i + size]))
+                self._batcher.submit(_ScoreCall(query, documents[i : i + size]))
                 for i in range(0, len(documents), size)
             )
         )
         return RerankScores(
             np.concatenate([p.raw for p in parts]), np.concatenate([p.relevance for p in parts])
         )
-
-    async def _score(self, call: _ScoreCall) -> RerankScores:
-        """Alone or through the batch queue (``BatchGate.submit``), or with batching off
-        as one engine call of its own (still one engine call at a time, as the batch
-        queue runs them)."""
-        if self.config.batching:
-            scores: RerankScores = await self._gate.submit(
-                lambda: self._score_all([call])[0], lambda: self._score_calls(call)
-            )
-            return scores
-        async with self._one_call_at_a_time:
-            return (await asyncio.to_thread(self._score_all, [call]))[0]
-
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, batch_size_fn=_documents_in)
-    async def _score_calls(self, calls: list[_ScoreCall]) -> list[RerankScores]:
-        with self._gate.running():
-            return await asyncio.to_thread(self._score_all, calls)
 
     def _score_all(self, calls: list[_ScoreCall]) -> list[RerankScores]:
         """One engine call for every pair of the batch where the engine allows it."""
@@ -124,7 +101,7 @@ class Reranker:
             results.append(RerankScores(raw, self.engine.relevance(raw)))
         return results
 
-    def describe(self) -> dict[str, Any]:
+    async def describe(self) -> dict[str, Any]:
         return {"model": self.engine.model_name, "placement": replica_placement()}
 
     async def check_health(self) -> None:

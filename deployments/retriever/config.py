@@ -29,7 +29,13 @@ class IndexConfig(StrictConfig):
 class RetrieverConfig(BatchingSettings):
     """FAISS search settings."""
 
-    top_k: int = Field(50, ge=1, le=1000, description="Candidates retrieved for the reranker.")
+    top_k: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Candidates a chat request retrieves for the reranker unless it sets "
+        "rag.top_k.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto' moves the index to a GPU when faiss-gpu and a GPU are present."
     )

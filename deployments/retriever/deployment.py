@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from ray import serve
 
-from deployments.batching import BatchGate, with_batching
+from deployments.batching import Batcher, with_batching
 from deployments.health import probe
 from deployments.metrics import StageMetrics
 from deployments.passage import Hit
 from deployments.placement import replica_placement
 from deployments.retriever.config import IndexConfig, RetrieverConfig
-from deployments.retriever.faiss_search import FaissRetriever
+from deployments.retriever.factory import create_retriever
+from deployments.retriever.protocol import RetrieverEngine
+
+
+@dataclass(frozen=True, slots=True)
+class _SearchCall:
+    vector: NDArray[np.float32]
+    top_k: int
 
 
 class Retriever:
@@ -27,47 +35,35 @@ class Retriever:
         config: RetrieverConfig,
         index: IndexConfig,
         index_dir: str,
+        engine_cls: Callable[[RetrieverConfig, IndexConfig, Path], RetrieverEngine] | None = None,
     ) -> None:
         self.config = config
-        self.engine = FaissRetriever(
-            Path(index_dir), config, verify_checksums=index.verify_checksums
+        self.engine: RetrieverEngine = (engine_cls or create_retriever)(
+            config, index, Path(index_dir)
         )
-        self._gate = BatchGate()
         self.metrics = StageMetrics("retrieve")
-        self._apply_batching()
+        self._batcher = Batcher(self._search_all, config)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Batching settings from the deployment's ``user_config``, applied live."""
         self.config = with_batching(self.config, user_config)
-        self._apply_batching()
+        self._batcher.configure(self.config)
 
-    def _apply_batching(self) -> None:
-        batch = self.config.max_batch_size if self.config.batching else 1
-        self._search_batch.set_max_batch_size(batch)
-        self._search_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
-        self._gate.batch_wait_timeout_s = self.config.batch_wait_timeout_s
-
-    async def search(self, vector: NDArray[np.float32], top_k: int | None = None) -> list[Hit]:
-        """The passages nearest one query vector; concurrent searches share a FAISS call."""
-        k = top_k or self.engine.config.top_k
+    async def search(self, vector: NDArray[np.float32], top_k: int) -> list[Hit]:
+        """The ``top_k`` passages nearest one query vector; concurrent searches share a
+        FAISS call."""
         with self.metrics.call():
-            hits: list[Hit] = await self._gate.submit(
-                lambda: self.engine.search(vector[None, :], k)[0],
-                lambda: self._search_batch(vector, k),
-            )
+            hits = await self._batcher.submit(_SearchCall(vector, top_k))
         self.metrics.candidates(len(hits))
         return hits
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def _search_batch(
-        self, vectors: list[NDArray[np.float32]], top_ks: list[int]
-    ) -> list[list[Hit]]:
-        k = max(top_ks)
-        with self._gate.running():
-            results = await asyncio.to_thread(self.engine.search, np.stack(vectors), k)
-        return [hits[:top_k] for hits, top_k in zip(results, top_ks, strict=True)]
+    def _search_all(self, calls: list[_SearchCall]) -> list[list[Hit]]:
+        """One FAISS call for the batch, at the largest ``top_k`` asked."""
+        k = max(c.top_k for c in calls)
+        results = self.engine.search(np.stack([c.vector for c in calls]), k)
+        return [hits[: c.top_k] for hits, c in zip(results, calls, strict=True)]
 
-    def describe(self) -> dict[str, Any]:
+    async def describe(self) -> dict[str, Any]:
         m = self.engine.manifest
         return {
             "index": str(self.engine.version_dir),
@@ -80,14 +76,14 @@ class Retriever:
         }
 
     async def check_health(self) -> None:
-        """Searches the index for a probe vector (reading the passages found) and reads
-        the first passage, off the event loop, within a time limit."""
+        """Searches the index for a probe vector, reading the passage found, off the
+        event loop, within a time limit."""
         vector = np.zeros((1, self.engine.dimension), dtype=np.float32)
         vector[0, 0] = 1.0
 
         def search_and_read() -> None:
-            self.engine.search(vector, 1)
-            if len(self.engine.passages) and not self.engine.passages[0].id:
-                raise RuntimeError("retriever read a passage without an id")
+            hits = self.engine.search(vector, 1)[0]
+            if self.engine.manifest.num_passages and (not hits or not hits[0].passage.id):
+                raise RuntimeError("retriever found no readable passage for a probe vector")
 
         await probe("retriever", asyncio.to_thread(search_and_read))

@@ -55,9 +55,9 @@ class FaissRetriever:
         # FAISS scans one query at a time while queries x dimension is below this.
         self._blas_threshold = config.blas_min_queries * self.dimension - 1
 
-    def search(self, queries: NDArray[np.float32], top_k: int | None = None) -> list[list[Hit]]:
+    def search(self, queries: NDArray[np.float32], top_k: int) -> list[list[Hit]]:
         """The ``top_k`` passages nearest each query row, best first."""
-        k = min(top_k or self.config.top_k, self.manifest.num_passages)
+        k = min(top_k, self.manifest.num_passages)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dimension:
             raise ValueError(f"queries must have shape (n, {self.dimension}), got {queries.shape}")

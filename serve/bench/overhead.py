@@ -8,20 +8,22 @@ in the machine's load during the benchmark falls on every setup alike.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from deployments.embedder.deployment import Embedder
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
-from deployments.ingress.stages import GraphStages, LocalStages, StageClient
+from deployments.ingress.config import RetrievalDefaults
+from deployments.ingress.stages import StageClient, Stages
 from deployments.passage import Hit
+from deployments.retriever.deployment import Retriever
 from serve.bench.http_client import ChatClient
 from serve.bench.load import Figure, Point, Request, RunResult, drive
 from serve.bench.processes import CpuWatch
@@ -133,15 +135,17 @@ def empty_hops(handles: Sequence[Any]) -> Request:
     return request
 
 
-def engine_chain(stages: StageClient, questions: Sequence[str]) -> Request:
-    """The RAG chain with the engines called directly in this process: retrieve,
+def engine_chain(
+    stages: StageClient, questions: Sequence[str], retrieval: RetrievalDefaults
+) -> Request:
+    """The RAG chain with the stages called directly in this process: retrieve,
     rerank, generate; returns the time to the first piece of text."""
 
     async def request(number: int) -> float | None:
         question = questions[number % len(questions)]
         start = time.perf_counter()
-        hits = await stages.retrieve(question, None)
-        top = await stages.rerank(question, hits, None)
+        hits = await stages.retrieve(question, retrieval.top_k)
+        top = await stages.rerank(question, hits, retrieval.top_n)
         generation = GenerationRequest([ChatTurn("user", question)], [h.passage for h in top])
         return await _first_text_after(start, stages.generate(generation))
 
@@ -170,13 +174,16 @@ async def _first_text_after(start: float, pieces: AsyncIterator[GeneratedText]) 
 
 
 async def prepared_generations(
-    stages: StageClient, questions: Sequence[str], count: int = 32
+    stages: StageClient,
+    questions: Sequence[str],
+    retrieval: RetrievalDefaults,
+    count: int = 32,
 ) -> list[GenerationRequest]:
     """Generation requests with the passages the chain finds for the first questions."""
     prepared = []
     for question in questions[:count]:
-        hits = await stages.retrieve(question, None)
-        top = await stages.rerank(question, hits, None)
+        hits = await stages.retrieve(question, retrieval.top_k)
+        top = await stages.rerank(question, hits, retrieval.top_n)
         prepared.append(GenerationRequest([ChatTurn("user", question)], [h.passage for h in top]))
     return prepared
 
@@ -186,59 +193,22 @@ STAGE_CALLS = ("Embedder", "Retriever", "Reranker", "Generator")
 generate."""
 
 
-class StageCalls(Protocol):
-    """The four calls of the RAG chain, one way of making them."""
+class ChainCalls:
+    """The four calls of the RAG chain, made one by one through the ingress's stage
+    handles: over Ray Serve in the graph, or to the same deployments in this process."""
 
-    async def embed(self, question: str) -> NDArray[np.float32]: ...
-
-    async def search(self, vector: NDArray[np.float32]) -> list[Hit]: ...
-
-    async def rerank(self, question: str, hits: list[Hit]) -> list[Hit]: ...
-
-    async def generate(self, request: GenerationRequest) -> None: ...
-
-
-class EngineCalls:
-    """The engines in this process, called as the single process calls them."""
-
-    def __init__(self, stages: LocalStages) -> None:
+    def __init__(self, stages: Stages, retrieval: RetrievalDefaults) -> None:
         self._stages = stages
+        self._retrieval = retrieval
 
     async def embed(self, question: str) -> NDArray[np.float32]:
-        vectors = await self._stages.embed([question], "query")
-        return np.asarray(vectors[0], dtype=np.float32)
+        return await self._stages.embedder.call(Embedder.embed_query, question)
 
     async def search(self, vector: NDArray[np.float32]) -> list[Hit]:
-        hits = await asyncio.to_thread(self._stages.retriever.search, vector[None, :], None)
-        return hits[0]
+        return await self._stages.retriever.call(Retriever.search, vector, self._retrieval.top_k)
 
     async def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
-        return await self._stages.rerank(question, hits, None)
-
-    async def generate(self, request: GenerationRequest) -> None:
-        async for _ in self._stages.generate(request):
-            pass
-
-
-class HandleCalls:
-    """The stage deployments, called through their handles as the ingress calls them
-    (its GraphStages for the rerank and generate calls; embed and search, which
-    GraphStages makes as one ``retrieve``, straight through the handles)."""
-
-    def __init__(self, embedder: Any, retriever: Any, reranker: Any, generator: Any) -> None:
-        self._embedder, self._retriever = embedder, retriever
-        self._stages = GraphStages(embedder, retriever, reranker, generator)
-
-    async def embed(self, question: str) -> NDArray[np.float32]:
-        vector: NDArray[np.float32] = await self._embedder.embed_query.remote(question)
-        return vector
-
-    async def search(self, vector: NDArray[np.float32]) -> list[Hit]:
-        hits: list[Hit] = await self._retriever.search.remote(vector, None)
-        return hits
-
-    async def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
-        return await self._stages.rerank(question, hits, None)
+        return await self._stages.rerank(question, hits, self._retrieval.top_n)
 
     async def generate(self, request: GenerationRequest) -> None:
         async for _ in self._stages.generate(request):
@@ -246,7 +216,7 @@ class HandleCalls:
 
 
 def timed_chain(
-    calls: StageCalls, questions: Sequence[str], times: Mapping[str, list[float]]
+    calls: ChainCalls, questions: Sequence[str], times: Mapping[str, list[float]]
 ) -> Request:
     """The RAG chain made with ``calls``, each call's duration (ms) added to ``times``."""
 
@@ -271,7 +241,7 @@ def timed_chain(
 
 
 async def measure_stage_calls(
-    sides: Mapping[str, StageCalls],
+    sides: Mapping[str, ChainCalls],
     questions: Sequence[str],
     plan: Plan,
     progress: Callable[[str], None] = lambda _: None,

@@ -10,29 +10,34 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from deployments.ingress.stages import ServeHandle
 from deployments.retriever.config import IndexConfig, RetrieverConfig
 from deployments.retriever.deployment import Retriever
-from deployments.retriever.faiss_search import FaissRetriever
+from deployments.retriever.protocol import RetrieverEngine
 from serve.bench.load import Point, Request, drive
 from serve.bench.overhead import Plan
 
 ON, OFF = "Retriever deployment, batching on", "Retriever deployment, batching off"
 
 
-def engine_search(retriever: FaissRetriever, vectors: NDArray[np.float32], batch: int) -> Request:
+def engine_search(
+    retriever: RetrieverEngine, vectors: NDArray[np.float32], batch: int, top_k: int
+) -> Request:
     """``batch`` query vectors per search call, in this process."""
 
     async def request(number: int) -> None:
         start = (number * batch) % len(vectors)
-        retriever.search(np.take(vectors, range(start, start + batch), axis=0, mode="wrap"))
+        rows = np.take(vectors, range(start, start + batch), axis=0, mode="wrap")
+        retriever.search(rows, top_k)
 
     return request
 
 
 async def measure_engine(
-    retriever: FaissRetriever,
+    retriever: RetrieverEngine,
     vectors: NDArray[np.float32],
     batch: int,
+    top_k: int,
     plan: Plan,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Point]:
@@ -42,7 +47,7 @@ async def measure_engine(
     }
     for run in range(plan.runs):
         for size in (1, batch) if run % 2 == 0 else (batch, 1):
-            call = engine_search(retriever, vectors, size)
+            call = engine_search(retriever, vectors, size, top_k)
             await drive(call, 1, plan.warmup_s)
             result = await drive(call, 1, plan.seconds)
             points[size].runs.append(result)
@@ -70,15 +75,17 @@ def retriever_app(
 async def measure_served(
     handle: Any,
     vectors: NDArray[np.float32],
+    top_k: int,
     concurrency: int,
     plan: Plan,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Point]:
     """One query vector per request; batching switched live between runs."""
     rows: Sequence[NDArray[np.float32]] = list(vectors)
+    retriever: ServeHandle[Retriever] = ServeHandle(handle)
 
     async def request(number: int) -> None:
-        await handle.search.remote(rows[number % len(rows)])
+        await retriever.call(Retriever.search, rows[number % len(rows)], top_k)
 
     points = {on: Point(ON if on else OFF, concurrency) for on in (True, False)}
     for run in range(plan.runs):

@@ -1,5 +1,5 @@
-"""The single-process baseline: the same engines and the same FastAPI app as the graph,
-all in one uvicorn process (the seed's layout), started on a loopback port.
+"""The single-process baseline: the same stage deployment classes and the same FastAPI
+app as the graph, all in one uvicorn process (the seed's layout), started on a loopback port.
 
 Run as ``python -m serve.bench.single_process CONFIG_JSON INDEX_DIR PORT``; the suite
 starts it as a subprocess so that it has a process of its own, as the graph's
@@ -21,26 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from deployments.embedder.factory import create_embedder
-from deployments.generator.factory import create_generator
 from deployments.ingress.app import create_app
-from deployments.ingress.stages import LocalStages
-from deployments.reranker.factory import create_reranker
-from deployments.retriever.faiss_search import FaissRetriever
+from serve.app import in_process_stages
 from serve.config import AppConfig
-
-
-def local_stages(config: AppConfig, version_dir: Path) -> LocalStages:
-    """The configured engines over one index version, in this process."""
-    return LocalStages(
-        create_embedder(config.embedder, version_dir),
-        FaissRetriever(
-            version_dir, config.retriever, verify_checksums=config.index.verify_checksums
-        ),
-        create_reranker(config.reranker, version_dir),
-        create_generator(config.generator),
-        top_n=config.reranker.top_n,
-    )
 
 
 @contextlib.contextmanager
@@ -101,7 +84,9 @@ def main() -> None:
     parser.add_argument("port", type=int)
     args = parser.parse_args()
     config = AppConfig.model_validate_json(args.config)
-    app = create_app(local_stages(config, args.index), config.ingress)
+    index = config.index.model_copy(update={"path": str(args.index), "version": None})
+    config = config.model_copy(update={"index": index})
+    app = create_app(in_process_stages(config), config.ingress, config.retrieval_defaults())
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

@@ -37,10 +37,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from deployments.embedder.factory import create_embedder
 from deployments.generator.protocol import ChatTurn, GenerationRequest
-from deployments.ingress.stages import GraphStages
+from deployments.ingress.stages import ServeHandle, Stages
 from deployments.retriever.config import IndexConfig
-from serve.app import build_graph
+from deployments.retriever.factory import create_retriever
+from serve.app import build_graph, in_process_stages
 from serve.bench import batching, corpora, overhead, report, retrieval, scale
 from serve.bench.cluster import (
     SERVE_SETTINGS,
@@ -53,7 +55,7 @@ from serve.bench.cluster import (
 from serve.bench.machine import load_average, machine, versions
 from serve.bench.overhead import Plan
 from serve.bench.processes import our_processes, resident_mib
-from serve.bench.single_process import local_stages, serving
+from serve.bench.single_process import serving
 from serve.config import AppConfig
 
 SECTIONS = ("overhead", "streaming", "batching", "retrieval", "scale")
@@ -359,9 +361,10 @@ class Suite:
         handles = (
             serve.get_deployment_handle(name, app_name=GRAPH_APP) for name in overhead.STAGE_CALLS
         )
-        sides: dict[str, overhead.StageCalls] = {
-            ENGINE_CALLS: overhead.EngineCalls(local_stages(config, demo.version_dir)),
-            HANDLE_CALLS: overhead.HandleCalls(*handles),
+        retrieval_defaults = config.retrieval_defaults()
+        sides = {
+            ENGINE_CALLS: overhead.ChainCalls(in_process_stages(config), retrieval_defaults),
+            HANDLE_CALLS: overhead.ChainCalls(graph_stages(*handles), retrieval_defaults),
         }
         self.say("stage by stage, one request at a time:")
         return await overhead.measure_stage_calls(
@@ -379,16 +382,17 @@ class Suite:
 
         s = self.settings
         self.say(f"\n[streaming] time to first token, {s.runs} runs of {s.seconds:g} s per point")
-        local = local_stages(config, demo.version_dir)
+        local = in_process_stages(config)
         handles = (
             serve.get_deployment_handle(name, app_name=GRAPH_APP)
             for name in ("Embedder", "Retriever", "Reranker", "Generator")
         )
-        graph = GraphStages(*handles)
-        prepared = await overhead.prepared_generations(local, demo.questions)
+        graph = graph_stages(*handles)
+        retrieval_defaults = config.retrieval_defaults()
+        prepared = await overhead.prepared_generations(local, demo.questions, retrieval_defaults)
         bare = [GenerationRequest([ChatTurn("user", q)], []) for q in demo.questions]
         in_process: dict[str, Callable[[], Any]] = {
-            ENGINES: lambda: overhead.engine_chain(local, demo.questions),
+            ENGINES: lambda: overhead.engine_chain(local, demo.questions, retrieval_defaults),
             GENERATOR_ENGINE: lambda: overhead.generation_only(local, prepared),
             GENERATOR_DEPLOYMENT: lambda: overhead.generation_only(graph, prepared),
             GENERATOR_NO_PASSAGES: lambda: overhead.generation_only(local, bare),
@@ -410,7 +414,7 @@ class Suite:
             True,
             self.say,
             GRAPH_APP,
-            model=local.generator.model_name,
+            model=(await local.describe("generator"))["model"],
         )
         points += await overhead.measure_in_process(in_process, levels, plan, self.say)
         compared = {
@@ -428,8 +432,8 @@ class Suite:
             f"\n[batching] one replica, {s.batching_concurrency} concurrent requests, "
             "batching on and off"
         )
-        local = local_stages(config, demo.version_dir)
-        candidates = await local.retrieve(demo.questions[0], None)
+        local = in_process_stages(config)
+        candidates = await local.retrieve(demo.questions[0], config.retriever.top_k)
         documents = [h.passage.document_text for h in candidates]
         rows = []
         for stage_config, load in (
@@ -530,20 +534,19 @@ class Suite:
     async def _retrieval_index(self, index: corpora.BenchIndex, app: str) -> dict[str, Any]:
         s = self.settings
         config = self.config(index.version_dir)
-        engines = local_stages(config, index.version_dir)
+        embedder = create_embedder(config.embedder, index.version_dir)
+        retriever = create_retriever(config.retriever, config.index, index.version_dir)
         questions = index.questions[:2048]
         vectors = np.concatenate(
-            [
-                engines.embedder.embed_queries(questions[i : i + 256])
-                for i in range(0, len(questions), 256)
-            ]
+            [embedder.embed_queries(questions[i : i + 256]) for i in range(0, len(questions), 256)]
         )
+        top_k = config.retriever.top_k
         points = await retrieval.measure_engine(
-            engines.retriever, vectors, s.retrieval_batch, s.plan, self.say
+            retriever, vectors, s.retrieval_batch, top_k, s.plan, self.say
         )
         try:
             points += await retrieval.measure_served(
-                self.handles[app], vectors, s.batching_concurrency, s.plan, self.say
+                self.handles[app], vectors, top_k, s.batching_concurrency, s.plan, self.say
             )
         finally:
             self._delete(app)
@@ -641,6 +644,13 @@ def launch(settings: SuiteSettings) -> int:
     env = {**os.environ, **SERVE_SETTINGS}
     command = [sys.executable, "-m", "serve.bench.suite"]
     return subprocess.run(command, input=settings.to_json(), text=True, env=env).returncode
+
+
+def graph_stages(embedder: Any, retriever: Any, reranker: Any, generator: Any) -> Stages:
+    """The ingress's stage calls over the graph's DeploymentHandles."""
+    return Stages(
+        ServeHandle(embedder), ServeHandle(retriever), ServeHandle(reranker), ServeHandle(generator)
+    )
 
 
 def main() -> None:

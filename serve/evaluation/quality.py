@@ -102,11 +102,12 @@ class Pipeline:
         self.embedder = create_embedder(embedder, version_dir)
         self.retriever = FaissRetriever(version_dir, retriever, self.embedder.identity)
         self.reranker = create_reranker(reranker, version_dir)
+        self.top_k = retriever.top_k
 
     def retrieve(self, queries: Sequence[str], batch_size: int = 64) -> Iterator[list[Hit]]:
         for start in range(0, len(queries), batch_size):
             vectors = self.embedder.embed_queries(queries[start : start + batch_size])
-            yield from self.retriever.search(vectors)
+            yield from self.retriever.search(vectors, self.top_k)
 
 
 def pool_questions(paths: Sequence[Path]) -> list[Question]:

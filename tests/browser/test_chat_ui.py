@@ -9,23 +9,17 @@ from typing import Any
 import pytest
 
 from deployments.embedder.config import HashingEmbedderConfig
-from deployments.embedder.factory import create_embedder
-from deployments.generator.config import ExtractiveGeneratorConfig
-from deployments.generator.factory import create_generator
-from deployments.index.format import resolve_version_dir
 from deployments.ingress.app import create_app
-from deployments.ingress.config import IngressConfig
-from deployments.ingress.stages import LocalStages
-from deployments.reranker.config import LexicalRerankerConfig
-from deployments.reranker.factory import create_reranker
-from deployments.retriever.config import RetrieverConfig
-from deployments.retriever.faiss_search import FaissRetriever
+from deployments.ingress.config import IngressConfig, RetrievalDefaults
 from serve.indexing.build import BuildSettings, build_index
 from tests.browser.conftest import serve_in_thread
 from tests.conftest import TINY_DOCUMENTS
-from tests.support import free_port, write_jsonl
+from tests.support import RETRIEVAL, free_port, local_stages, write_jsonl
 
 pytestmark = pytest.mark.browser
+
+TOP_3 = RetrievalDefaults(top_k=RETRIEVAL.top_k, top_n=3)
+"""Three sources per answer, as the page shows them."""
 
 HOSTILE = {
     "id": "hostile",
@@ -40,15 +34,8 @@ def chat_server(tmp_path: Path) -> Iterator[str]:
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [*TINY_DOCUMENTS, HOSTILE])
     root = tmp_path / "index"
     build_index([corpus], root, HashingEmbedderConfig(), BuildSettings(progress=False))
-    version_dir = resolve_version_dir(root)
-    stages = LocalStages(
-        create_embedder(HashingEmbedderConfig(), version_dir),
-        FaissRetriever(version_dir, RetrieverConfig()),
-        create_reranker(LexicalRerankerConfig(), version_dir),
-        create_generator(ExtractiveGeneratorConfig()),
-        top_n=3,
-    )
-    yield from serve_in_thread(create_app(stages, IngressConfig()), free_port())
+    stages = local_stages(root)
+    yield from serve_in_thread(create_app(stages, IngressConfig(), TOP_3), free_port())
 
 
 def ask(page: Any, text: str, turn: int) -> Any:
@@ -110,16 +97,9 @@ def test_page_asks_for_the_api_key_and_uses_it(
     corpus = write_jsonl(tmp_path / "corpus.jsonl", TINY_DOCUMENTS)
     root = tmp_path / "index"
     build_index([corpus], root, HashingEmbedderConfig(), BuildSettings(progress=False))
-    version_dir = resolve_version_dir(root)
-    stages = LocalStages(
-        create_embedder(HashingEmbedderConfig(), version_dir),
-        FaissRetriever(version_dir, RetrieverConfig()),
-        create_reranker(LexicalRerankerConfig(), version_dir),
-        create_generator(ExtractiveGeneratorConfig()),
-        top_n=3,
-    )
+    stages = local_stages(root)
     config = IngressConfig.model_validate({"auth": {"api_key_env": ["UI_TEST_KEY"]}})
-    server = serve_in_thread(create_app(stages, config), free_port())
+    server = serve_in_thread(create_app(stages, config, TOP_3), free_port())
     url = next(server)
     try:
         page = browser_page

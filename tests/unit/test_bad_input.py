@@ -18,7 +18,7 @@ from deployments.ingress.app import create_app
 from deployments.ingress.chat.protocol import ChatCompletionRequest
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.deadline import Deadline
-from tests.support import local_stages, parse_sse
+from tests.support import RETRIEVAL, local_stages, parse_sse
 
 CONFIG = IngressConfig()
 CHAT = "/v1/chat/completions"
@@ -32,7 +32,7 @@ def ask(content: Any, **extra: object) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def client(demo_index: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(local_stages(demo_index), CONFIG)) as test_client:
+    with TestClient(create_app(local_stages(demo_index), CONFIG, RETRIEVAL)) as test_client:
         yield test_client
 
 
@@ -248,7 +248,7 @@ class _Endless:
 def test_a_stream_whose_client_goes_away_stops_the_generation(demo_index: Path) -> None:
     """What Serve does when the HTTP client disconnects: the response body is closed."""
     engine = _Endless()
-    app = create_app(local_stages(demo_index, generator=engine), CONFIG)
+    app = create_app(local_stages(demo_index, generator=engine), CONFIG, RETRIEVAL)
 
     async def scenario() -> list[Any]:
         service = app.state.chat

@@ -20,7 +20,7 @@ def test_each_passage_finds_itself_first(tiny_index: Path) -> None:
     embedder = create_embedder(HashingEmbedderConfig(), version_dir)
     retriever = FaissRetriever(version_dir, RetrieverConfig(top_k=2))
     texts = [p.document_text for p in retriever.passages]
-    results = retriever.search(embedder.embed_passages(texts))
+    results = retriever.search(embedder.embed_passages(texts), top_k=2)
     assert [hits[0].passage.id for hits in results] == ["hokkaido", "okinawa", "kyoto"]
     assert all(len(hits) == 2 for hits in results)
     assert all(hits[0].score >= hits[1].score for hits in results)
@@ -38,7 +38,7 @@ def test_top_k_larger_than_index_returns_everything(tiny_index: Path) -> None:
 def test_wrong_query_shape_is_rejected(tiny_index: Path) -> None:
     retriever = FaissRetriever(resolve_version_dir(tiny_index), RetrieverConfig())
     with pytest.raises(ValueError, match="queries must have shape"):
-        retriever.search(np.zeros((1, 7), dtype=np.float32))
+        retriever.search(np.zeros((1, 7), dtype=np.float32), top_k=10)
 
 
 def test_cuda_without_gpu_is_a_clear_error(tiny_index: Path) -> None:
@@ -71,9 +71,9 @@ def test_a_batch_finds_what_its_queries_find_one_by_one(demo_index: Path) -> Non
     retriever = FaissRetriever(version_dir, RetrieverConfig(top_k=10, blas_min_queries=2))
     embedder = create_embedder(HashingEmbedderConfig(), version_dir)
     queries = embedder.embed_queries(["県庁所在地はどこか", "日本三景", "温泉が有名な県", "雪"])
-    batched = retriever.search(queries)
+    batched = retriever.search(queries, top_k=10)
     assert faiss.cvar.distance_compute_blas_threshold == 2 * retriever.dimension - 1
     for row, hits in zip(queries, batched, strict=True):
-        alone = retriever.search(row[None, :])[0]
+        alone = retriever.search(row[None, :], top_k=10)[0]
         assert [h.passage.id for h in hits] == [h.passage.id for h in alone]
         assert [h.score for h in hits] == pytest.approx([h.score for h in alone], abs=1e-5)

@@ -11,35 +11,19 @@ import pytest
 from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
 
-from deployments.embedder.config import HashingEmbedderConfig
-from deployments.embedder.factory import create_embedder
 from deployments.generator.config import ExtractiveGeneratorConfig
-from deployments.generator.factory import create_generator
-from deployments.index.format import resolve_version_dir
 from deployments.ingress.app import create_app
 from deployments.ingress.chat.protocol import ChatCompletion
 from deployments.ingress.config import IngressConfig
-from deployments.ingress.stages import LocalStages
-from deployments.reranker.config import LexicalRerankerConfig
-from deployments.reranker.factory import create_reranker
-from deployments.retriever.config import RetrieverConfig
-from deployments.retriever.faiss_search import FaissRetriever
-from tests.support import parse_sse
+from tests.support import RETRIEVAL, local_stages, parse_sse
 
 QUESTION = "香川県の県庁所在地はどこですか？"
 
 
 @pytest.fixture(scope="module")
 def client(demo_index: Path) -> Iterator[TestClient]:
-    version_dir = resolve_version_dir(demo_index)
-    stages = LocalStages(
-        create_embedder(HashingEmbedderConfig(), version_dir),
-        FaissRetriever(version_dir, RetrieverConfig()),
-        create_reranker(LexicalRerankerConfig(), version_dir),
-        create_generator(ExtractiveGeneratorConfig()),
-        top_n=5,
-    )
-    with TestClient(create_app(stages, IngressConfig(max_input_chars=2000))) as test_client:
+    app = create_app(local_stages(demo_index), IngressConfig(max_input_chars=2000), RETRIEVAL)
+    with TestClient(app) as test_client:
         yield test_client
 
 

@@ -20,7 +20,7 @@ from deployments.ingress.app import create_app
 from deployments.ingress.config import AuthConfig, IngressConfig
 from deployments.ingress.stages import StageUnavailable
 from deployments.metrics import METRICS, IngressMetrics, StageMetrics, endpoint_of
-from tests.support import local_stages
+from tests.support import RETRIEVAL, local_stages
 
 QUESTION = "香川県の県庁所在地はどこですか？"
 
@@ -81,7 +81,7 @@ def test_definitions_are_unique_described_and_named_for_prometheus() -> None:
 
 
 def test_ray_metric_objects_can_be_created_without_a_ray_cluster() -> None:
-    # The HTTP layer runs in-process in the unit tests and in LocalStages.
+    # The HTTP layer runs in-process in the unit tests (the stages in process).
     StageMetrics("generate").tokens(3)
     IngressMetrics().request("chat", 200, 0.1)
 
@@ -156,7 +156,7 @@ def app_metrics(
         max_request_bytes=4096,
         auth=AuthConfig(api_key_env=("JARAG_METRICS_TEST_KEY",), exempt_paths=("/healthz",)),
     )
-    app = create_app(DownReranker(local_stages(demo_index)), config)
+    app = create_app(DownReranker(local_stages(demo_index)), config, RETRIEVAL)
     with TestClient(app, headers={"Authorization": "Bearer k-123"}) as client:
         yield client, recorded
 

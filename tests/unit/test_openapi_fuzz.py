@@ -14,7 +14,7 @@ from schemathesis import Case, GenerationMode
 from deployments.ingress.app import create_app
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.deadline import DEADLINE_HEADER
-from tests.support import local_stages
+from tests.support import RETRIEVAL, local_stages
 
 # Small limits keep each generated request cheap on the built-in engines.
 CONFIG = IngressConfig(max_input_chars=2000, max_batch_inputs=32, max_messages=32)
@@ -23,7 +23,7 @@ EXAMPLES_PER_OPERATION = 50
 
 @pytest.fixture(scope="module")
 def api_schema(demo_index: Path) -> Any:
-    app = create_app(local_stages(demo_index), CONFIG)
+    app = create_app(local_stages(demo_index), CONFIG, RETRIEVAL)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -20,16 +20,16 @@ from deployments.generator.deployment import STARTED
 from deployments.generator.protocol import GeneratedText, GenerationRequest
 from deployments.ingress.app import create_app
 from deployments.ingress.config import IngressConfig
-from deployments.ingress.stages import LocalStages, StageOverloaded, StageUnavailable
+from deployments.ingress.stages import StageClient, StageOverloaded, StageUnavailable
 from deployments.passage import Hit
 from deployments.reranker.protocol import RerankScores
-from tests.support import local_stages, parse_sse
+from tests.support import RETRIEVAL, local_stages, parse_sse
 
 QUESTION = "香川県の県庁所在地はどこですか？"
 
 
 class FaultyStages:
-    """LocalStages plus faults, set per stage in ``faults``:
+    """The stages in process plus faults, set per stage in ``faults``:
 
     down: fails as when its replicas died; full: its queue is full; hang: never
     answers (the generator: after a replica took the request); unassigned: no
@@ -37,7 +37,7 @@ class FaultyStages:
     first piece; die-mid-once: the same, once.
     """
 
-    def __init__(self, inner: LocalStages) -> None:
+    def __init__(self, inner: StageClient) -> None:
         self.inner = inner
         self.faults: dict[str, str] = {}
         self.cancelled: list[str] = []
@@ -60,11 +60,11 @@ class FaultyStages:
             self.cancelled.append(stage)
             raise
 
-    async def retrieve(self, query: str, top_k: int | None) -> list[Hit]:
+    async def retrieve(self, query: str, top_k: int) -> list[Hit]:
         await self._fault("retriever")
         return await self.inner.retrieve(query, top_k)
 
-    async def rerank(self, query: str, hits: list[Hit], top_n: int | None) -> list[Hit]:
+    async def rerank(self, query: str, hits: list[Hit], top_n: int) -> list[Hit]:
         await self._fault("reranker")
         return await self.inner.rerank(query, hits, top_n)
 
@@ -89,7 +89,7 @@ class FaultyStages:
                 if fault == "die-mid-once":
                     self.faults.pop("generator")
                 raise StageUnavailable("generator", "ActorDiedError")
-            first = False
+            first = first and not piece.text
             yield piece
 
     async def describe(self, stage: str) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def stages(demo_index: Path) -> FaultyStages:
 def client(stages: FaultyStages) -> Iterator[TestClient]:
     stages.faults.clear()
     stages.cancelled.clear()
-    with TestClient(create_app(stages, CONFIG)) as test_client:
+    with TestClient(create_app(stages, CONFIG, RETRIEVAL)) as test_client:
         yield test_client
 
 
@@ -174,7 +174,7 @@ def test_without_the_reranker_the_answer_uses_retrieval_order_and_says_so(
     body = response.json()
     assert body["degraded"] == ["reranker"] and "retriever's order" in body["notice"]
     sources = body["sources"]
-    assert len(sources) == CONFIG.fallback_top_n
+    assert len(sources) == RETRIEVAL.top_n
     assert all(s["rerank_score"] is None for s in sources)
     scores = [s["score"] for s in sources]
     assert scores == sorted(scores, reverse=True)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from deployments.ingress.app import create_app
 from deployments.ingress.config import AuthConfig, CorsConfig, IngressConfig
-from tests.support import local_stages
+from tests.support import RETRIEVAL, local_stages
 
 SECRET = "sk-test-9f8e7d6c5b4a"
 OTHER = "sk-other-0123456789"
@@ -26,7 +26,7 @@ def stages(demo_index: Path) -> Any:
 
 
 def make_client(stages: Any, **config: Any) -> TestClient:
-    return TestClient(create_app(stages, IngressConfig(**config)))
+    return TestClient(create_app(stages, IngressConfig(**config), RETRIEVAL))
 
 
 @pytest.fixture
@@ -94,7 +94,11 @@ def test_a_missing_key_variable_stops_the_ingress_from_starting(
 ) -> None:
     monkeypatch.delenv("JARAG_ABSENT_KEY", raising=False)
     with pytest.raises(ValueError, match=r"JARAG_ABSENT_KEY.*unset or empty"):
-        create_app(stages, IngressConfig(auth=AuthConfig(api_key_env=("JARAG_ABSENT_KEY",))))
+        create_app(
+            stages,
+            IngressConfig(auth=AuthConfig(api_key_env=("JARAG_ABSENT_KEY",))),
+            RETRIEVAL,
+        )
 
 
 def test_keys_never_appear_in_the_config_repr_dump_or_logs(

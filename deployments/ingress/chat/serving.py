@@ -26,7 +26,7 @@ from deployments.ingress.chat.protocol import (
     Usage,
     sse_event,
 )
-from deployments.ingress.config import IngressConfig
+from deployments.ingress.config import IngressConfig, RetrievalDefaults
 from deployments.ingress.deadline import Deadline, DeadlineExceeded, StageTimeout
 from deployments.ingress.errors import APIError, error_body
 from deployments.ingress.models import ModelCatalog
@@ -65,11 +65,13 @@ class ChatService:
         self,
         stages: StageClient,
         config: IngressConfig,
+        defaults: RetrievalDefaults,
         catalog: ModelCatalog,
         metrics: IngressMetrics | None = None,
     ) -> None:
         self.stages = stages
         self.config = config
+        self.defaults = defaults
         self.catalog = catalog
         self.metrics = metrics or IngressMetrics()
 
@@ -96,7 +98,8 @@ class ChatService:
         notices: list[str] = []
         if with_retrieval:
             query = self._retrieval_query(turns)
-            options = request.rag or RagOptions()
+            rag = request.rag or RagOptions()
+            options = self.defaults.resolve(rag.top_k, rag.top_n)
             candidates = await deadline.within(
                 self.stages.retrieve(query, options.top_k), "retriever"
             )
@@ -110,7 +113,7 @@ class ChatService:
                 except (StageTimeout, StageUnavailable, StageOverloaded) as error:
                     logger.warning("answering without the reranker: %s", error)
                     self.metrics.degraded("reranker")
-                    hits = candidates[: options.top_n or self.config.fallback_top_n]
+                    hits = candidates[: options.top_n]
                     degraded.append("reranker")
                     notices.append(f"{error}; the sources are in the retriever's order")
         generation = GenerationRequest(
@@ -317,7 +320,7 @@ async def _collect(pieces: AsyncIterator[GeneratedText] | None) -> list[Generate
 
 
 async def _close(pieces: AsyncIterator[GeneratedText] | None) -> None:
-    """Stop a generation early (GraphStages then cancels it in the generator)."""
+    """Stop a generation early (Stages then cancels it in the generator)."""
     if isinstance(pieces, AsyncGenerator):
         await pieces.aclose()
 

@@ -1,4 +1,4 @@
-"""GraphStages over stand-in handles: lost replicas retried, full stages shed, and
+"""Stages over stand-in Serve handles: lost replicas retried, full stages shed, and
 cancellation passed on to the Serve requests (no Ray needed)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ray.serve.exceptions import BackPressureError, RayServeException
 
 from deployments.generator.deployment import STARTED
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
-from deployments.ingress.stages import GraphStages, StageOverloaded, StageUnavailable
+from deployments.ingress.stages import ServeHandle, StageOverloaded, Stages, StageUnavailable
 from deployments.passage import Hit, Passage
 from deployments.reranker.protocol import RerankScores
 
@@ -80,13 +80,13 @@ class FakeHandle:
         return self
 
 
-def stages(retries: int = 1, **handles: FakeHandle) -> GraphStages:
+def stages(retries: int = 1, **handles: FakeHandle) -> Stages:
     empty = FakeHandle()
-    return GraphStages(
-        handles.get("embedder", empty),
-        handles.get("retriever", empty),
-        handles.get("reranker", empty),
-        handles.get("generator", empty),
+    return Stages(
+        ServeHandle(handles.get("embedder", empty)),
+        ServeHandle(handles.get("retriever", empty)),
+        ServeHandle(handles.get("reranker", empty)),
+        ServeHandle(handles.get("generator", empty)),
         retries=retries,
     )
 
@@ -172,7 +172,7 @@ def test_a_cancelled_call_cancels_its_serve_requests() -> None:
         search = FakeMethod([answer(search_outcome)])
         client = stages(embedder=FakeHandle(embed_query=embed), retriever=FakeHandle(search=search))
 
-        async def scenario(client: GraphStages = client) -> None:
+        async def scenario(client: Stages = client) -> None:
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(client.retrieve("q", 5), 0.05)
 
