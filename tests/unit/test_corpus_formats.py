@@ -349,3 +349,19 @@ def test_a_folder_without_corpus_files_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "photo.png").write_bytes(b"\x89PNG")
     with pytest.raises(CorpusError, match="no corpus files in this folder"):
         list(read_documents(tmp_path))
+
+
+def test_a_byte_order_mark_and_a_compressed_squad_file(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes("\ufeff".encode() + jsonl_bytes(WIKI_PASSAGES[:2]))
+    assert [d.id for d in read_documents(path)] == ["1", "2"]
+    squad = {"data": [{"title": "梅雨", "paragraphs": [{"context": "梅雨は雨季である。"}]}]}
+    packed = tmp_path / "squad-dev.json.gz"
+    packed.write_bytes(gzip.compress(json.dumps(squad, ensure_ascii=False).encode()))
+    (document,) = read_documents(packed)
+    assert (document.id, document.title, document.text) == (
+        "squad-dev:0:0",
+        "梅雨",
+        "梅雨は雨季である。",
+    )
+    assert document.metadata == {"source": "squad-dev.json.gz"}
