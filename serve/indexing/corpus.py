@@ -1,6 +1,7 @@
 """Reading documents and questions from corpus files, a record at a time.
 
-Formats, told by the file name (a folder is read file by file, sorted, recursively):
+Formats, told by the file name (a folder is read file by file, sorted, recursively,
+leaving out names that start with ``.`` or ``_`` and files of no known format):
 
 - JSON Lines (``.jsonl``, ``.ndjson``, or ``.json`` holding one object a line), plain
   or compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``): one document a line with
@@ -15,10 +16,11 @@ Formats, told by the file name (a folder is read file by file, sorted, recursive
   a Markdown file's front-matter ``title`` or first heading, else the file name.
 
 Every other field of a record becomes the document's metadata, with ``source``
-(the file it came from) added; a record with a ``pageid`` and no ``url`` gets its
-Japanese Wikipedia URL. A malformed record is an error naming its file and line
-(or row), or, when reading with a :class:`CorpusProblems`, a logged warning: it is
-skipped and counted.
+(the file it came from) added; a list or an object is kept as JSON text, or left
+out with a warning when longer than ``STRUCTURED_METADATA_CHARS`` (precomputed
+vectors). A record with a ``pageid`` and no ``url`` gets its Japanese Wikipedia
+URL. A malformed record is an error naming its file and line (or row), or, when
+reading with a :class:`CorpusProblems`, a logged warning: it is skipped and counted.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 PARQUET_SUFFIX = ".parquet"
 PARQUET_BATCH_ROWS = 4096
+STRUCTURED_METADATA_CHARS = 1000
+"""Longest list or object field kept in metadata (as JSON text); longer ones, such as
+precomputed vectors beside the text, would swell every passage."""
 LOGGED_PROBLEMS = 20
 """Skipped records logged one by one; later ones are only counted."""
 _READ_BLOCK = 1 << 20
@@ -216,6 +221,18 @@ class _Reader:
     def __init__(self, problems: CorpusProblems | None) -> None:
         self._problems = problems
         self._seen: set[str] = set()
+        self._left_out_fields: set[str] = set()
+
+    def _left_out(self, key: str, source: str) -> None:
+        if key not in self._left_out_fields:
+            self._left_out_fields.add(key)
+            logger.warning(
+                "%s: field %r left out of the metadata where its value (a list or an object, "
+                "such as precomputed vectors) is longer than %d characters as JSON",
+                source,
+                key,
+                STRUCTURED_METADATA_CHARS,
+            )
 
     def problem(self, where: str, message: str) -> None:
         if self._problems is None:
@@ -325,11 +342,18 @@ class _Reader:
         else:
             url = None
         metadata: Metadata = {"source": source}
-        metadata.update(
-            (key, metadata_value(value))
-            for key, value in record.items()
-            if key not in MAPPED_FIELDS
-        )
+        for key, value in record.items():
+            if key in MAPPED_FIELDS:
+                continue
+            kept = metadata_value(value)
+            if (
+                isinstance(value, (list, tuple, dict))
+                and isinstance(kept, str)
+                and len(kept) > STRUCTURED_METADATA_CHARS
+            ):
+                self._left_out(key, source)
+                continue
+            metadata[key] = kept
         self._seen.add(doc_id)
         return Document(doc_id, title, text.strip(), url, metadata)
 

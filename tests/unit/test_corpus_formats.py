@@ -365,3 +365,16 @@ def test_a_byte_order_mark_and_a_compressed_squad_file(tmp_path: Path) -> None:
         "梅雨は雨季である。",
     )
     assert document.metadata == {"source": "squad-dev.json.gz"}
+
+
+def test_long_lists_such_as_vectors_stay_out_of_metadata(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [{**r, "emb": [0.125] * 384, "tags": ["記号"]} for r in WIKI_PASSAGES[:2]]
+    write_shard(tmp_path / "with-vectors.parquet", rows)
+    with caplog.at_level(logging.WARNING, logger=corpus.__name__):
+        documents = list(read_documents(tmp_path / "with-vectors.parquet"))
+    assert [d.metadata.get("emb") for d in documents] == [None, None]
+    assert [d.metadata["tags"] for d in documents] == ['["記号"]', '["記号"]']
+    assert len(caplog.records) == 1, "one warning per field"
+    assert "field 'emb' left out of the metadata" in caplog.records[0].getMessage()
