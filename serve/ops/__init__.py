@@ -1,1 +1,2 @@
-"""Operations: the pre-flight check, cluster artefacts (KubeRay, Grafana), local clusters."""
+"""Operations: the pre-flight check, replica packing, cluster artefacts (KubeRay,
+Grafana) and local multi-node clusters."""

@@ -29,7 +29,7 @@ import yaml
 
 from serve.config_file import IMPORT_PATH, find_application, load_serve_config
 from serve.ops import grafana
-from serve.ops.preflight import Node, deployment_options, pack, replica_requests
+from serve.ops.packing import Node, deployment_options, pack, replica_requests
 
 RAY_VERSION = "2.60.0"
 """The Ray of the image (cluster/Dockerfile) and of the RayService's rayVersion."""
