@@ -14,6 +14,7 @@ from deployments.embedder.config import SentenceTransformersEmbedderConfig
 from deployments.generator.config import PromptSettings, VLLMGeneratorConfig
 from deployments.ingress.config import AuthConfig, CorsConfig, IngressConfig
 from deployments.reranker.config import CrossEncoderRerankerConfig, LexicalRerankerConfig
+from deployments.retriever.config import RetrieverConfig
 from serve.cli import main
 from serve.config import AppConfig
 from serve.ops import config_reference
@@ -95,10 +96,8 @@ def test_every_field_of_every_model_is_a_row_of_its_section() -> None:
 
 def test_rows_show_type_default_and_description() -> None:
     page = reference_markdown()
-    assert (
-        "| `top_k` | integer, >= 1, <= 1000 | `50` | Candidates retrieved for the reranker. |"
-        in page
-    )
+    top_k = RetrieverConfig.model_fields["top_k"].description
+    assert f"| `top_k` | integer, >= 1, <= 1000 | `50` | {top_k} |" in page
     assert '| `device` | `"auto"` \\| `"cpu"` \\| `"cuda"` | `"auto"` |' in page
     assert "| `model` | string | **required** |" in page
     assert "| `revision` | string or null | `null` |" in page
