@@ -21,7 +21,7 @@ from deployments.passage import Passage
 from serve.cli import main
 from serve.indexing.build import BuildSettings, build_index
 from serve.indexing.corpus import CorpusProblems, wikipedia_url
-from tests.support import local_stages, parse_sse
+from tests.support import RETRIEVAL, local_stages, parse_sse
 
 WIKI = [
     {
@@ -156,7 +156,8 @@ def test_cli_summary_counts_skipped_records_and_strict_fails(
 
 @pytest.fixture
 def client(metadata_index: Path) -> Iterator[TestClient]:
-    app = create_app(local_stages(metadata_index), IngressConfig(max_input_chars=2000))
+    config = IngressConfig(max_input_chars=2000)
+    app = create_app(local_stages(metadata_index), config, RETRIEVAL)
     with TestClient(app) as test_client:
         yield test_client
 
