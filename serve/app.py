@@ -4,6 +4,7 @@ same deployment classes in one process, without Ray)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from ray import serve
@@ -11,10 +12,11 @@ from ray.serve import Application
 
 from deployments.embedder.deployment import Embedder
 from deployments.generator.deployment import Generator
-from deployments.index.format import read_manifest, resolve_version_dir
+from deployments.index.format import check_embedder, read_manifest, resolve_version_dir
 from deployments.ingress.deployment import Ingress
 from deployments.ingress.stages import InProcess, Stages
 from deployments.reranker.deployment import Reranker
+from deployments.retriever.config import KnowledgeBaseConfig
 from deployments.retriever.deployment import Retriever
 from serve.config import AppConfig
 
@@ -100,6 +102,11 @@ def in_process_stages(config: AppConfig, engines: Engines | None = None) -> Stag
     )
 
 
+def _pinned(base: KnowledgeBaseConfig) -> KnowledgeBaseConfig:
+    version_dir = resolve_version_dir(base.path, base.version)
+    return base.model_copy(update={"path": str(version_dir), "version": None})
+
+
 def _construct(cls: type, *args: Any, **kwargs: Any) -> Any:
     return cls(*args, **kwargs)
 
@@ -107,14 +114,20 @@ def _construct(cls: type, *args: Any, **kwargs: Any) -> Any:
 def _make_stages(
     config: AppConfig, engines: Engines, make: Callable[..., Any]
 ) -> tuple[Any, Any, Any, Any]:
-    """The four stage deployments over the served index version, each made by
-    ``make(cls, *args, **kwargs)``: bound for Serve, or instantiated."""
-    index_dir = resolve_version_dir(config.index.path, config.index.version)
-    read_manifest(index_dir, verify=False)
-    index = str(index_dir)
+    """The four stage deployments over the served knowledge bases, each made by
+    ``make(cls, *args, **kwargs)``: bound for Serve, or instantiated. Each base is pinned
+    to the index version current now, so that every replica serves the same one; all
+    must have been built by one embedder (the Embedder checks it is its own)."""
+    bases = [_pinned(base) for base in config.served_knowledge_bases]
+    index = bases[0].path
+    first = read_manifest(Path(index), verify=False)
+    for base in bases[1:]:
+        check_embedder(
+            read_manifest(Path(base.path), verify=False), first.embedder, Path(base.path)
+        )
     return (
         make(Embedder, config.embedder, index, engine_cls=engines.get("embedder")),
-        make(Retriever, config.retriever, config.index, index, engine_cls=engines.get("retriever")),
+        make(Retriever, config.retriever, bases, engine_cls=engines.get("retriever")),
         make(Reranker, config.reranker, index, engine_cls=engines.get("reranker")),
         make(Generator, config.generator, engine_cls=engines.get("generator")),
     )

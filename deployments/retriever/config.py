@@ -56,3 +56,41 @@ class RetrieverConfig(BatchingSettings):
         "dimension >= 128,000) scans batches of up to 15 queries at 8,192 dimensions (31 at "
         "4,096) one at a time, which makes batched search no faster than unbatched.",
     )
+
+
+KNOWLEDGE_BASE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Letters, digits, '.', '_' and '-', at most 64: safe in a model id ``ja-rag/<name>``
+and in a URL."""
+DEFAULT_KNOWLEDGE_BASE = "default"
+"""The name of the knowledge base a config with a single ``index:`` serves."""
+
+
+class KnowledgeBaseConfig(IndexConfig):
+    """One named index served as a knowledge base."""
+
+    name: str = Field(
+        pattern=KNOWLEDGE_BASE_NAME,
+        description="Its name: the knowledge id Dify sends to /retrieval, the model id "
+        "ja-rag/<name> and rag.knowledge_base on the chat endpoint.",
+    )
+    description: str = Field("", description="Shown in GET /v1/models.")
+
+
+KnowledgeBasesInput = dict[str, str] | list[KnowledgeBaseConfig]
+"""A ``name: path`` mapping, or a list of ``{name, path, description, ...}``."""
+
+
+def knowledge_base_list(value: KnowledgeBasesInput) -> tuple[KnowledgeBaseConfig, ...]:
+    """Either form as a list, in the order given; names must be unique and at least one
+    given."""
+    if isinstance(value, dict):
+        bases = tuple(KnowledgeBaseConfig(name=name, path=path) for name, path in value.items())
+    else:
+        bases = tuple(value)
+    if not bases:
+        raise ValueError("knowledge_bases must name at least one knowledge base")
+    names = [b.name for b in bases]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"knowledge base names must be unique; repeated: {repeated}")
+    return bases

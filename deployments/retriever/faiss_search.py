@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -18,10 +21,20 @@ from deployments.index.format import (
     read_manifest,
 )
 from deployments.index.passages import PassageStore
-from deployments.passage import Hit
+from deployments.passage import Hit, Metadata
 from deployments.retriever.config import RetrieverConfig
+from deployments.retriever.filters import MetadataFilter
 
 logger = logging.getLogger(__name__)
+_FAISS: Any = faiss
+"""FAISS's search parameters take keyword arguments its type stubs do not declare."""
+
+EXACT_FILTERED_ROWS = 20_000
+"""A filtered search that the index's own search with a selector cannot answer in full
+(a graph index's search runs out of neighbours that match) scores the matching rows
+one by one, from their stored vectors, when at most this many rows match."""
+FILTER_CACHE_SIZE = 128
+"""Filters whose matching rows a knowledge base keeps (a row list each)."""
 
 
 class FaissRetriever:
@@ -54,19 +67,28 @@ class FaissRetriever:
         self.dimension: int = int(index.d)
         # FAISS scans one query at a time while queries x dimension is below this.
         self._blas_threshold = config.blas_min_queries * self.dimension - 1
+        self._metadata: list[Metadata] | None = None
+        self._metadata_lock = threading.Lock()
+        self._matching_rows = functools.lru_cache(maxsize=FILTER_CACHE_SIZE)(self._rows_matching)
 
-    def search(self, queries: NDArray[np.float32], top_k: int) -> list[list[Hit]]:
-        """The ``top_k`` passages nearest each query row, best first."""
-        k = min(top_k, self.manifest.num_passages)
+    def search(
+        self, queries: NDArray[np.float32], top_k: int, where: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """The ``top_k`` passages nearest each query row, best first; with ``where``,
+        only passages whose metadata match it (``top_k`` of them when that many do)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dimension:
             raise ValueError(f"queries must have shape (n, {self.dimension}), got {queries.shape}")
-        if k == 0:
-            return [[] for _ in range(len(queries))]
         # A process-wide FAISS setting: set on every call, as engines of other
         # dimensions may share the process (it only chooses how distances are computed).
         faiss.cvar.distance_compute_blas_threshold = self._blas_threshold
-        scores, rows = self.index.search(queries, k)
+        if where is not None:
+            scores, rows = self._search_rows(queries, top_k, self.matching_rows(where))
+        else:
+            k = min(top_k, self.manifest.num_passages)
+            if k == 0:
+                return [[] for _ in range(len(queries))]
+            scores, rows = self.index.search(queries, k)
         return [
             [
                 Hit(passage=self.passages[int(row)], score=float(score))
@@ -76,8 +98,122 @@ class FaissRetriever:
             for score_row, row_row in zip(scores, rows, strict=True)
         ]
 
+    def matching_rows(self, where: MetadataFilter) -> NDArray[np.int64]:
+        """The rows (ascending) whose passage metadata match ``where``. The first
+        filtered search reads every passage's metadata once and keeps it; the rows of
+        the last ``FILTER_CACHE_SIZE`` filters are kept too."""
+        return self._matching_rows(where)
+
+    def _rows_matching(self, where: MetadataFilter) -> NDArray[np.int64]:
+        metadata = self._all_metadata()
+        return np.fromiter(
+            (row for row, fields in enumerate(metadata) if where.matches(fields)), dtype=np.int64
+        )
+
+    def _all_metadata(self) -> list[Metadata]:
+        with self._metadata_lock:
+            if self._metadata is None:
+                logger.info("reading the metadata of %d passages", len(self.passages))
+                self._metadata = [p.metadata for p in self.passages]
+            return self._metadata
+
+    def _search_rows(
+        self, queries: NDArray[np.float32], top_k: int, rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Search among ``rows`` only: FAISS's own search with a selector where the index
+        takes one and it finds enough; the matching rows scored exactly from their
+        stored vectors where few match; otherwise searches for ever more neighbours
+        (doubling, at most the whole index) keeping those that match."""
+        n = len(queries)
+        k = min(top_k, len(rows))
+        if k == 0:
+            return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
+        found = self._selector_search(queries, k, rows)
+        if found is not None and _enough(found[1], k):
+            return found
+        if found is not None and isinstance(self.index, faiss.IndexIVF):
+            # The probed lists held too few matching rows: probe them all (only the
+            # matching rows' distances are computed).
+            found = self._selector_search(queries, k, rows, every_list=True)
+            if found is not None and _enough(found[1], k):
+                return found
+        if len(rows) <= EXACT_FILTERED_ROWS:
+            exact = self._exact_search(queries, k, rows)
+            if exact is not None:
+                return exact
+        if found is not None:
+            return found
+        return self._overfetch_search(queries, k, rows)
+
+    def _selector_search(
+        self,
+        queries: NDArray[np.float32],
+        k: int,
+        rows: NDArray[np.int64],
+        every_list: bool = False,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]] | None:
+        selector = faiss.IDSelectorBatch(rows)  # must outlive the search
+        params = _search_parameters(self.index, selector, every_list)
+        if params is None:
+            return None
+        try:
+            scores, found = self.index.search(queries, k, params=params)
+        except (RuntimeError, TypeError) as error:  # this index type takes no selector
+            logger.debug("FAISS search with a selector failed: %s", error)
+            return None
+        return scores, found
+
+    def _exact_search(
+        self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]] | None:
+        try:
+            vectors = self.index.reconstruct_batch(rows)
+        except RuntimeError:  # vectors not stored in a form it can give back
+            return None
+        similarities = queries @ np.asarray(vectors, dtype=np.float32).T
+        order = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(similarities, order, axis=1), rows[order]
+
+    def _overfetch_search(
+        self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        total = self.manifest.num_passages
+        wanted = min(max(k * 4, 64), total)
+        while True:
+            scores, found = self.index.search(queries, wanted)
+            keep = np.isin(found, rows) & (found >= 0)
+            if _enough(np.where(keep, 0, -1), k) or wanted >= total:
+                break
+            wanted = min(wanted * 2, total)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for i in range(len(queries)):
+            kept = np.flatnonzero(keep[i])[:k]
+            out_scores[i, : len(kept)] = scores[i, kept]
+            out_rows[i, : len(kept)] = found[i, kept]
+        return out_scores, out_rows
+
     def close(self) -> None:
         self.passages.close()
+
+
+def _enough(rows: NDArray[np.int64], k: int) -> bool:
+    """Whether every query found ``k`` rows."""
+    return bool((rows >= 0).sum(axis=1).min() >= k)
+
+
+def _search_parameters(index: faiss.Index, selector: object, every_list: bool = False) -> Any:
+    """Search parameters carrying ``selector`` of the index's own kind (an IVF index
+    keeps its nprobe, or probes ``every_list``; HNSW keeps its efSearch); None for an
+    index FAISS cannot filter."""
+    if isinstance(index, faiss.IndexIVF):
+        nprobe = index.nlist if every_list else index.nprobe
+        return _FAISS.SearchParametersIVF(sel=selector, nprobe=nprobe)
+    if isinstance(index, faiss.IndexHNSW):
+        return _FAISS.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+    if isinstance(index, faiss.IndexFlat):
+        return _FAISS.SearchParameters(sel=selector)
+    return None
 
 
 def gpu_count() -> int:

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from deployments.index.format import IndexManifest
 from deployments.passage import Hit
+from deployments.retriever.filters import MetadataFilter
 
 
 class RetrieverEngine(Protocol):
@@ -24,6 +25,9 @@ class RetrieverEngine(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def search(self, queries: NDArray[np.float32], top_k: int) -> list[list[Hit]]:
-        """The ``top_k`` passages nearest each query row, best first."""
+    def search(
+        self, queries: NDArray[np.float32], top_k: int, where: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """The ``top_k`` passages nearest each query row, best first; with ``where``,
+        only passages whose metadata match it (``top_k`` of them when that many do)."""
         ...

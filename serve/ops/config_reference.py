@@ -95,9 +95,19 @@ def backends(field: FieldInfo) -> tuple[Backend, ...]:
 
 
 def _nested_models(field: FieldInfo) -> list[type[BaseModel]]:
-    """Config models a field holds directly (not through a union of backends)."""
-    annotation = _strip_annotated(field.annotation)
-    return [annotation] if _is_model(annotation) else []
+    """Config models a field holds (not through a union of backends): itself, or inside
+    a list or an optional or other union (``knowledge_bases``)."""
+    return _models_in(field.annotation)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    annotation = _strip_annotated(annotation)
+    if _is_model(annotation):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for member in typing.get_args(annotation):
+        found += [m for m in _models_in(member) if m not in found]
+    return found
 
 
 def sections() -> list[Section]:
