@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from deployments.config import StrictConfig
 
+FOLLOW_UP_PROMPT_JA = (
+    "あなたは検索クエリを作るアシスタントです。会話の最後の質問を、それまでの会話を読まなくても"
+    "意味が通る独立した質問に書き換えてください。「そこ」「それ」などの指す語は具体的な名前に"
+    "置き換え、省略された主語は補ってください。書き換えた質問を一行だけ出力してください。"
+)
 GENERATOR_UNAVAILABLE_JA = (
     "回答を生成できませんでした（生成モデルが一時的に利用できません）。"
     "質問に関連する資料は sources に示したとおりです。"
@@ -88,11 +94,25 @@ class IngressConfig(StrictConfig):
     model_name: str = Field(
         "ja-rag", description="Model id under which /v1/chat/completions answers with retrieval."
     )
-    query_history_turns: int = Field(
-        0,
-        ge=0,
-        le=10,
-        description="Earlier user turns prepended to the last one to form the retrieval query.",
+    follow_ups: Literal["rule", "generator", "off"] = Field(
+        "rule",
+        description="How a follow-up question becomes a retrieval query that stands alone: "
+        "'rule' carries the conversation's subject (the head of the title of the previous "
+        "turn's first passage) into a turn that does not name the subject of what it finds; "
+        "'generator' has the generator rewrite the last turn from the conversation (one "
+        "extra generation, for LLM backends); 'off' searches the last turn alone. "
+        "Single-turn requests are searched as they are.",
+    )
+    follow_up_turns: int = Field(
+        4, ge=0, le=20, description="Earlier user turns the 'rule' looks back over."
+    )
+    follow_up_prompt: str = Field(
+        FOLLOW_UP_PROMPT_JA,
+        description="Instruction of the 'generator' rewrite; the conversation and the last "
+        "question follow it.",
+    )
+    follow_up_max_tokens: int = Field(
+        64, ge=1, le=1024, description="Longest 'generator' rewrite, in tokens."
     )
     max_messages: int = Field(512, ge=1, description="Most messages accepted in one chat request.")
     max_input_chars: int = Field(

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from deployments.index.format import resolve_version_dir
 from deployments.retriever.config import RetrieverConfig
 from serve.commands.common import add_config_options, app_config
 from serve.config import AppConfig
+from serve.demo import DEMO_CONVERSATIONS, DEMO_CORPUS
+from serve.evaluation.conversations import (
+    RECALL_AT,
+    evaluate_conversations,
+    read_conversations,
+)
 from serve.evaluation.quality import (
     Pipeline,
     evaluate_answers,
@@ -53,6 +62,35 @@ def register(commands: Any) -> None:
         sub.add_argument("--json", type=Path, help="also write the figures to this JSON file")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
         sub.set_defaults(run=run)
+    conversations = eval_commands.add_parser(
+        "conversations",
+        help=f"follow-up recall@{RECALL_AT}: each later turn of a conversation asked in the "
+        "conversation and alone",
+    )
+    conversations.add_argument(
+        "conversations",
+        type=Path,
+        nargs="?",
+        default=DEMO_CONVERSATIONS,
+        help="JSON Lines of conversations (default: the demo's, over the demo corpus)",
+    )
+    conversations.add_argument(
+        "--corpus",
+        type=Path,
+        nargs="+",
+        default=[DEMO_CORPUS],
+        help="documents to index (default: the demo corpus)",
+    )
+    conversations.add_argument(
+        "--index-dir", type=Path, help="index root to build into (or reuse with --reuse-index)"
+    )
+    conversations.add_argument(
+        "--reuse-index", action="store_true", help="use --index-dir as it is, if present"
+    )
+    add_config_options(conversations)
+    conversations.add_argument("--json", type=Path, help="also write the figures to this file")
+    conversations.add_argument("--quiet", action="store_true", help="no progress bars")
+    conversations.set_defaults(run=_conversations)
 
 
 def _prepare_eval(args: argparse.Namespace) -> tuple[AppConfig, Path, list[Question]]:
@@ -104,6 +142,27 @@ def _answers(args: argparse.Namespace) -> int:
     print(f"\n{len(questions)} questions\n")
     print(_markdown_table("generator", rows))
     _write_json(args.json, {"questions": len(questions), "results": rows})
+    return 0
+
+
+def _conversations(args: argparse.Namespace) -> int:
+    config = app_config(args)
+    conversations = read_conversations(args.conversations)
+    root = args.index_dir or Path(tempfile.mkdtemp(prefix="jarag-eval-"))
+    if not (args.reuse_index and args.index_dir and root.exists()):
+        build_index(args.corpus, root, config.embedder, BuildSettings(progress=not args.quiet))
+    index = config.index.model_copy(update={"path": str(resolve_version_dir(root))})
+    config = config.model_copy(update={"index": index})
+    with tqdm(
+        total=len(conversations), desc="conversations", unit="conv", disable=args.quiet
+    ) as bar:
+        scores = asyncio.run(evaluate_conversations(config, conversations, bar.update))
+    rows = scores.rows()
+    print(
+        f"\n{len(conversations)} conversations, ingress.follow_ups: {config.ingress.follow_ups}\n"
+    )
+    print(_markdown_table("style", rows))
+    _write_json(args.json, {"conversations": len(conversations), "results": rows})
     return 0
 
 

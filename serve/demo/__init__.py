@@ -1,4 +1,5 @@
-"""The bundled demo: 47 prefecture articles, questions about them, and a Serve config."""
+"""The bundled demo: 47 prefecture articles, questions and conversations about them, and
+a Serve config."""
 
 from pathlib import Path
 
@@ -6,3 +7,4 @@ DEMO_DIR = Path(__file__).parent
 DEMO_CORPUS = DEMO_DIR / "prefectures.jsonl"
 DEMO_QUESTIONS = DEMO_DIR / "questions.jsonl"
 DEMO_CONFIG = DEMO_DIR / "demo_config.yaml"
+DEMO_CONVERSATIONS = DEMO_DIR / "conversations.jsonl"

@@ -10,6 +10,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
+from deployments.ingress.chat.followups import (
+    Search,
+    carry_subject,
+    prefer_subject,
+    rewrite_request,
+    standalone_text,
+)
 from deployments.ingress.chat.protocol import (
     SSE_DONE,
     AssistantMessage,
@@ -97,25 +104,14 @@ class ChatService:
         degraded: list[Degradable] = []
         notices: list[str] = []
         if with_retrieval:
-            query = self._retrieval_query(turns)
             rag = request.rag or RagOptions()
             options = self.defaults.resolve(rag.top_k, rag.top_n)
-            candidates = await deadline.within(
-                self.stages.retrieve(query, options.top_k), "retriever"
-            )
-            if candidates:
-                try:
-                    hits = await deadline.within(
-                        self.stages.rerank(query, candidates, options.top_n),
-                        "reranker",
-                        self.config.reranker_timeout_s,
-                    )
-                except (StageTimeout, StageUnavailable, StageOverloaded) as error:
-                    logger.warning("answering without the reranker: %s", error)
-                    self.metrics.degraded("reranker")
-                    hits = candidates[: options.top_n]
-                    degraded.append("reranker")
-                    notices.append(f"{error}; the sources are in the retriever's order")
+
+            async def search(query: str, subject: str | None) -> list[Hit]:
+                return await self._search(query, subject, options, deadline, degraded, notices)
+
+            query, hits = await self._standalone(turns, search, deadline)
+            logger.debug("retrieval query: %s", query)
         generation = GenerationRequest(
             messages=turns,
             passages=[h.passage for h in hits],
@@ -310,9 +306,73 @@ class ChatService:
             )
         return turns
 
-    def _retrieval_query(self, turns: Sequence[ChatTurn]) -> str:
+    async def _search(
+        self,
+        query: str,
+        subject: str | None,
+        options: RetrievalDefaults,
+        deadline: Deadline,
+        degraded: list[Degradable],
+        notices: list[str],
+    ) -> list[Hit]:
+        """Retrieve and rerank ``query``, the passages about ``subject`` (if given)
+        first. A reranker that is down, full or slower than ``reranker_timeout_s``
+        leaves the passages in the retriever's order, and the answer says so (once)."""
+        candidates = await deadline.within(self.stages.retrieve(query, options.top_k), "retriever")
+        if not candidates:
+            return []
+        # With a subject to prefer, every candidate is ranked before the cut to top_n.
+        keep = len(candidates) if subject else options.top_n
+        try:
+            ranked = await deadline.within(
+                self.stages.rerank(query, candidates, keep),
+                "reranker",
+                self.config.reranker_timeout_s,
+            )
+        except (StageTimeout, StageUnavailable, StageOverloaded) as error:
+            logger.warning("answering without the reranker: %s", error)
+            if "reranker" not in degraded:
+                self.metrics.degraded("reranker")
+                degraded.append("reranker")
+                notices.append(f"{error}; the sources are in the retriever's order")
+            ranked = candidates
+        if subject:
+            ranked = prefer_subject(ranked, subject)
+        return ranked[: options.top_n]
+
+    async def _standalone(
+        self, turns: Sequence[ChatTurn], search: Search, deadline: Deadline
+    ) -> tuple[str, list[Hit]]:
+        """The last user turn as a query that stands alone, and its passages
+        (``ingress.follow_ups``; see followups.py)."""
         users = [t.content for t in turns if t.role == "user"]
-        return "\n".join(users[-1 - self.config.query_history_turns :])
+        mode = self.config.follow_ups if len(users) > 1 else "off"
+        if mode == "rule":
+            resolved = await carry_subject(users, search, self.config.follow_up_turns)
+            return resolved.query, resolved.hits
+        query = users[-1]
+        if mode == "generator":
+            query = await self._rewrite(turns, deadline)
+        return query, await search(query, None)
+
+    async def _rewrite(self, turns: Sequence[ChatTurn], deadline: Deadline) -> str:
+        """The generator's standalone version of the last user turn; the turn itself
+        when the generator cannot take the rewrite in ``generator_start_timeout_s``."""
+        last = turns[-1].content
+        request = rewrite_request(
+            turns, self.config.follow_up_prompt, self.config.follow_up_max_tokens
+        )
+        pieces = self.stages.generate(request)
+        try:
+            rewritten = await deadline.within(
+                _collect(pieces), "generator", self.config.generator_start_timeout_s
+            )
+        except (StageTimeout, StageUnavailable, StageOverloaded) as error:
+            logger.warning("follow-up searched as it is (no rewrite): %s", error)
+            return last
+        finally:
+            await _close(pieces)
+        return standalone_text("".join(p.text for p in rewritten), last)
 
 
 async def _collect(pieces: AsyncIterator[GeneratedText] | None) -> list[GeneratedText]:
