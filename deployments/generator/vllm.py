@@ -152,6 +152,11 @@ class VLLMGenerator:
                 # Cancelled (client gone) or failed: free the sequence's KV cache now.
                 await self.engine.abort(request_id)
 
+    def stats(self) -> dict[str, int]:
+        """vLLM's own count of the requests it has not finished (running or waiting): 0
+        once every stream has ended or been aborted."""
+        return {"unfinished_requests": int(self.engine.get_num_unfinished_requests())}
+
     async def check_health(self) -> None:
         await self.engine.check_health()
 

@@ -166,9 +166,11 @@ def build_chat_model(
     hidden_size: int = 32,
     heads: int = 2,
     dtype: str = "float32",
+    kv_heads: int | None = None,
 ) -> Path:
     """A tiny Llama causal LM with a byte-level BPE tokenizer and the Llama 3 chat template.
-    (GPU kernels such as vLLM's want a head size of 64 or more: hidden_size 128, heads 2.)"""
+    (vLLM's attention kernels, on GPU and CPU, want a head size of 64 or more: hidden_size
+    128, heads 2; ``kv_heads`` below ``heads`` gives grouped-query attention, as Llama 3 has.)"""
     torch = require("torch", "models", "building a model")
     transformers = require("transformers", "models", "building a model")
     t = require("tokenizers", "models", "training a tokenizer")
@@ -200,7 +202,7 @@ def build_chat_model(
         intermediate_size=hidden_size * 2,
         num_hidden_layers=2,
         num_attention_heads=heads,
-        num_key_value_heads=heads,
+        num_key_value_heads=kv_heads or heads,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
