@@ -97,3 +97,18 @@ def _overlap_tail(sentences: list[str], overlap_chars: int, room: int) -> tuple[
         tail.insert(0, sentence)
         size += len(sentence)
     return tail, size
+
+
+def title_subject(title: str) -> str:
+    """What a passage title is about: its head up to the first 「の」 (「北海道の概要」 ->
+    「北海道」); a title without 「の」 is its own subject."""
+    head, _, _ = title.partition("の")
+    return head.strip() or title.strip()
+
+
+def names(text: str, subject: str) -> bool:
+    """Whether ``text`` names ``subject``: whole, or without its last character when at
+    least two remain (a prefecture or city named without 都/道/府/県/市)."""
+    if not subject:
+        return False
+    return subject in text or (len(subject) >= 3 and subject[:-1] in text)

@@ -18,6 +18,7 @@ from deployments.lexical.sentence_features import (
     SentenceFeatures,
     candidate_sentences,
 )
+from deployments.text import names, title_subject
 
 
 class ExtractiveGenerator:
@@ -38,11 +39,23 @@ class ExtractiveGenerator:
         return "extractive"
 
     def answer(self, request: GenerationRequest) -> str:
-        """The whole answer text, with citation markers."""
+        """The whole answer text, with citation markers. A sentence that leaves its
+        passage's subject implicit (「面積は都道府県の中で最も広く…」) is introduced by the
+        passage title (「「北海道の概要」によると、面積は…」), once per subject, so that the
+        answer says what it is about."""
         chosen = self.choose(request.question, [p.text for p in request.passages])
         if not chosen:
             return self.config.no_answer_message
-        return "".join(f"{c.text}[{c.passage_number}]" for c in chosen)
+        parts, said = [], set()
+        for sentence in chosen:
+            title = request.passages[sentence.passage_number - 1].title
+            subject = title_subject(title)
+            text = sentence.text
+            if subject and subject not in said and not names(text, subject):
+                text = f"「{title}」によると、{text}"
+            said.add(subject)
+            parts.append(f"{text}[{sentence.passage_number}]")
+        return "".join(parts)
 
     def choose(self, question: str, passages: Sequence[str]) -> list[CandidateSentence]:
         """The sentences of the answer, in passage order; empty when none is relevant."""

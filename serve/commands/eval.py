@@ -28,7 +28,7 @@ from serve.evaluation.quality import (
     pool_questions,
 )
 from serve.indexing.build import BuildSettings, build_index
-from serve.indexing.corpus import Question
+from serve.indexing.corpus import JSON_LINES_SUFFIXES, Question
 
 
 def register(commands: Any) -> None:
@@ -44,7 +44,9 @@ def register(commands: Any) -> None:
             type=Path,
             nargs="+",
             help="SQuAD-format .json files with the questions (pooled; each file's "
-            "paragraphs are indexed)",
+            "paragraphs are indexed), or JSON Lines of {question, answer, doc_id} about the "
+            "documents given with --distractors (the demo: serve/demo/questions.jsonl "
+            "--distractors serve/demo/prefectures.jsonl)",
         )
         sub.add_argument(
             "--distractors", nargs="*", type=Path, default=[], help="more documents to index"
@@ -108,8 +110,11 @@ def _prepare_eval(args: argparse.Namespace) -> tuple[AppConfig, Path, list[Quest
         raise ValueError(f"{', '.join(map(str, args.questions))} holds no questions")
     root = args.index_dir or Path(tempfile.mkdtemp(prefix="jarag-eval-"))
     if not (args.reuse_index and args.index_dir and root.exists()):
+        # A SQuAD file holds its paragraphs; a JSON Lines questions file asks about
+        # documents given with --distractors.
+        squad = [q for q in args.questions if not q.name.endswith(JSON_LINES_SUFFIXES)]
         build_index(
-            [*args.questions, *args.distractors],
+            [*squad, *args.distractors],
             root,
             config.embedder,
             BuildSettings(progress=not args.quiet),

@@ -24,7 +24,7 @@ from deployments.reranker.factory import create_reranker
 from deployments.reranker.protocol import RerankerEngine, RerankScores, rank_hits
 from deployments.retriever.config import RetrieverConfig
 from deployments.retriever.faiss_search import FaissRetriever
-from deployments.text import normalize, split_sentences
+from deployments.text import names, normalize, split_sentences, title_subject
 from serve.indexing.corpus import Question, read_questions
 
 RECALL_CUTOFFS = (1, 5, 20)
@@ -57,11 +57,14 @@ class AnswerScores:
     f1: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     sentences: list[int] = field(default_factory=list)
+    named: list[bool] = field(default_factory=list)
+    """Whether the answer names the subject of its gold passage (its title's head)."""
 
     def as_row(self) -> dict[str, float]:
         n = max(len(self.contained), 1)
         return {
             "containment": sum(self.contained) / n,
+            "names_subject": sum(self.named) / n,
             "char_f1": float(np.mean(self.f1)) if self.f1 else 0.0,
             "mean_chars": float(np.mean(self.lengths)) if self.lengths else 0.0,
             "max_sentences": float(max(self.sentences, default=0)),
@@ -155,6 +158,7 @@ def evaluate_answers(
     generator = create_generator(generator_config)
     scores = AnswerScores()
     texts = [q.question for q in questions]
+    titles = {p.doc_id: p.title for p in pipeline.retriever.passages}
     bar = tqdm(total=len(questions), desc="questions", disable=not progress)
     for question, hits in zip(questions, pipeline.retrieve(texts), strict=True):
         top = rerank_hits(pipeline.reranker, question.question, hits)[:top_n]
@@ -167,6 +171,7 @@ def evaluate_answers(
         scores.f1.append(max((char_f1(prose, g) for g in question.answers), default=0.0))
         scores.lengths.append(len(prose))
         scores.sentences.append(len(split_sentences(prose)))
+        scores.named.append(names(prose, title_subject(titles.get(question.doc_id, ""))))
         bar.update(1)
     bar.close()
     return scores

@@ -142,11 +142,35 @@ def read_corpus(
 
 
 def read_questions(path: Path) -> Iterator[Question]:
-    """Questions of a SQuAD-format file, each with the id of its gold paragraph."""
-    if _kind(path) != "json":
-        raise CorpusError(f"{path}: questions are read from SQuAD-format .json files")
+    """Questions of a SQuAD-format file, each with the id of its gold paragraph; or of a
+    JSON Lines file of ``{question, answer (or answers), doc_id}`` about documents indexed
+    from elsewhere (the demo's questions.jsonl)."""
+    kind = _kind(path)
+    if kind == "jsonl":
+        yield from _read_question_lines(path)
+        return
+    if kind != "json":
+        raise CorpusError(f"{path}: questions are read from SQuAD-format .json or .jsonl files")
     for _, questions in _read_squad(path):
         yield from questions
+
+
+def _read_question_lines(path: Path) -> Iterator[Question]:
+    with _open_binary(path) as stream:
+        for number, line in enumerate(_lines(stream), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                answers = record["answers"] if "answers" in record else [record["answer"]]
+                yield Question(
+                    id=str(record.get("id", f"{_stem(path)}:{number}")),
+                    question=str(record["question"]),
+                    answers=tuple(str(a) for a in answers),
+                    doc_id=str(record["doc_id"]),
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                raise CorpusError(f"{path}:{number}: not a question ({error})") from error
 
 
 def split_documents(

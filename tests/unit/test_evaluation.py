@@ -7,6 +7,7 @@ import pytest
 
 from deployments.passage import Hit, Passage
 from serve.cli import main
+from serve.demo import DEMO_CORPUS, DEMO_QUESTIONS
 from serve.evaluation.quality import RetrievalScores, char_f1, gold_rank, pool_questions
 
 # Two paragraphs, four questions: three point at their paragraph with words found
@@ -161,3 +162,14 @@ def test_pool_questions_keeps_file_order_and_refuses_a_repeated_name(tmp_path: P
     same_name = _squad_file(tmp_path / "again" / "a.json", 1)
     with pytest.raises(ValueError, match="different names"):
         pool_questions([a, same_name])
+
+
+def test_eval_answers_on_questions_about_a_corpus_says_whether_answers_name_the_subject(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "answers.json"
+    args = ["eval", "answers", str(DEMO_QUESTIONS), "--distractors", str(DEMO_CORPUS)]
+    assert main([*args, "--limit", "12", "--quiet", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["results"].values()
+    assert row["containment"] >= 0.75
+    assert row["names_subject"] >= 0.9

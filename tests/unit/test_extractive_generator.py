@@ -90,3 +90,21 @@ def test_streams_the_answer_and_stops_at_max_tokens(generator: ExtractiveGenerat
 
 def test_factory_builds_the_extractive_engine() -> None:
     assert isinstance(create_generator(ExtractiveGeneratorConfig()), ExtractiveGenerator)
+
+
+def test_a_sentence_that_leaves_its_subject_implicit_is_introduced_by_its_title(
+    generator: ExtractiveGenerator,
+) -> None:
+    overview = Passage(
+        "hokkaido-overview",
+        "hokkaido-overview",
+        "北海道の概要",
+        "道庁所在地は札幌市である。面積は都道府県の中で最も広く、国土のおよそ2割を占める。",
+    )
+    answer = generator.answer(ask("日本で一番面積が大きい都道府県は？", overview))
+    assert answer.startswith("「北海道の概要」によると、")
+    assert answer.count("によると") == 1  # once per subject
+    assert "面積は都道府県の中で最も広く" in answer and answer.endswith("[1]")
+    # A sentence that names its subject stands as it is.
+    named = generator.answer(ask("東京タワーはどこにある電波塔ですか？", TOWER))
+    assert named.startswith("東京タワーは東京都港区にある電波塔である。")

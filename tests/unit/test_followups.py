@@ -15,14 +15,13 @@ from deployments.generator.protocol import GeneratedText, GenerationRequest
 from deployments.ingress.app import create_app
 from deployments.ingress.chat.followups import (
     carry_subject,
-    names,
     prefer_subject,
     rewrite_request,
     standalone_text,
-    title_subject,
 )
 from deployments.ingress.config import IngressConfig
 from deployments.passage import Hit, Passage
+from deployments.text import names, title_subject
 from serve.cli import main
 from tests.support import RETRIEVAL, local_stages
 

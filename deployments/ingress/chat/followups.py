@@ -31,24 +31,11 @@ from dataclasses import dataclass
 
 from deployments.generator.protocol import ChatTurn, GenerationRequest
 from deployments.passage import Hit
+from deployments.text import names, title_subject
 
 Search = Callable[[str, str | None], Awaitable[list[Hit]]]
 """Retrieval and reranking of one query, best passage first; with a subject, the
 passages about it come first."""
-
-
-def title_subject(title: str) -> str:
-    """What a passage title is about: its head up to the first 「の」."""
-    head, _, _ = title.partition("の")
-    return head.strip() or title.strip()
-
-
-def names(text: str, subject: str) -> bool:
-    """Whether ``text`` names ``subject`` (whole, or without its last character when at
-    least two remain: a prefecture or city named without 都/道/府/県/市)."""
-    if not subject:
-        return False
-    return subject in text or (len(subject) >= 3 and subject[:-1] in text)
 
 
 @dataclass(frozen=True)
