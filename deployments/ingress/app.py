@@ -17,6 +17,7 @@ from deployments.ingress.errors import install_error_handlers
 from deployments.ingress.models import ModelCatalog
 from deployments.ingress.request_metrics import RequestMetricsMiddleware
 from deployments.ingress.rerank import router as rerank
+from deployments.ingress.retrieval import router as retrieval
 from deployments.ingress.stages import StageClient
 from deployments.metrics import IngressMetrics
 
@@ -39,17 +40,18 @@ def create_app(
     app.state.config = config
     app.state.stages = stages
     app.state.catalog = catalog
+    app.state.defaults = defaults
     app.state.metrics = metrics
     app.state.chat = ChatService(stages, config, defaults, catalog, metrics)
-    for module in (chat, embeddings, rerank, models, health, ui):
+    for module in (chat, embeddings, rerank, retrieval, models, health, ui):
         app.include_router(module.router)
     install_error_handlers(app)
     # Outermost last: metrics (sees every response), CORS (answers preflights), then API
     # keys, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.auth.enabled:
-        keys = config.auth.resolve_keys()
-        app.add_middleware(APIKeyMiddleware, keys=keys, exempt_paths=config.auth.exempt_paths)
+        grants = config.auth.resolve_grants()
+        app.add_middleware(APIKeyMiddleware, grants=grants, exempt_paths=config.auth.exempt_paths)
     cors = config.cors
     if cors.allow_origins:
         app.add_middleware(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -20,10 +22,87 @@ GENERATOR_UNAVAILABLE_JA = (
 )
 
 
+Endpoint = Literal["chat", "embeddings", "rerank", "retrieval", "tei", "models"]
+"""Groups of routes a key may be limited to: chat (/v1/chat/completions), embeddings
+(/v1/embeddings), rerank (/v1/rerank, /rerank), retrieval (Dify's /retrieval), tei
+(/tei/...), models (/v1/models)."""
+
+
+class ScopedKey(StrictConfig):
+    """One API key, read from an environment variable or a file, and what it may reach."""
+
+    name: str = Field(
+        description="A label for this key in the config and in error messages (never the key)."
+    )
+    env: str | None = Field(
+        None, description="Environment variable holding the key (read when the ingress starts)."
+    )
+    file: str | None = Field(
+        None,
+        description="File holding the key (its content, surrounding whitespace removed; read "
+        "when the ingress starts), e.g. a mounted Kubernetes Secret.",
+    )
+    knowledge_bases: tuple[str, ...] | None = Field(
+        None,
+        description="Knowledge bases it may search (chat, /retrieval, /v1/models list); "
+        "default: all.",
+    )
+    endpoints: tuple[Endpoint, ...] | None = Field(
+        None,
+        description="Endpoint groups it may call: chat, embeddings, rerank, retrieval, tei, "
+        "models; default: all.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScopedKey:
+        if (self.env is None) == (self.file is None):
+            raise ValueError(f"auth key {self.name!r}: give exactly one of env and file")
+        return self
+
+    def read(self) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env, "").strip()
+            if not value:
+                raise ValueError(
+                    f"ingress.auth key {self.name!r}: environment variable {self.env!r} is "
+                    "unset or empty in the ingress replica's process"
+                )
+            return value
+        assert self.file is not None
+        try:
+            value = Path(self.file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ValueError(
+                f"ingress.auth key {self.name!r}: cannot read {self.file}: {error.strerror}"
+            ) from None
+        if not value:
+            raise ValueError(f"ingress.auth key {self.name!r}: {self.file} is empty")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a request's key may reach; None means everything."""
+
+    knowledge_bases: frozenset[str] | None = None
+    endpoints: frozenset[str] | None = None
+
+    def allows_endpoint(self, endpoint: str | None) -> bool:
+        return endpoint is None or self.endpoints is None or endpoint in self.endpoints
+
+    def allows_knowledge_base(self, name: str) -> bool:
+        return self.knowledge_bases is None or name in self.knowledge_bases
+
+
+FULL_ACCESS = Grant()
+
+
 class AuthConfig(StrictConfig):
     """Optional API keys. With none configured (the default) the API is open; with
     some, every request except to ``exempt_paths`` must carry
-    ``Authorization: Bearer <key>`` with one of them (compared in constant time)."""
+    ``Authorization: Bearer <key>`` with one of them (compared in constant time). Keys of
+    ``api_key_env``, ``api_keys`` and ``api_key_file`` reach everything; those of
+    ``keys`` may be limited to some knowledge bases and endpoints (403 beyond them)."""
 
     api_key_env: tuple[str, ...] = Field(
         (),
@@ -36,6 +115,16 @@ class AuthConfig(StrictConfig):
         description="Accepted keys written in the config itself. Prefer api_key_env: a Serve "
         "config is shown in the Ray dashboard and often kept in version control.",
     )
+    api_key_file: str | None = Field(
+        None,
+        description="File of accepted keys, one a line (blank lines and lines starting with # "
+        "skipped), read by the ingress replica when it starts.",
+    )
+    keys: tuple[ScopedKey, ...] = Field(
+        (),
+        description="Keys limited to some knowledge bases and endpoints, each read from an "
+        "environment variable or a file.",
+    )
     exempt_paths: tuple[str, ...] = Field(
         ("/healthz", "/", "/ui/", "/ui/chat.js", "/ui/chat.css"),
         description="Paths served without a key (exact match): by default the health check "
@@ -43,13 +132,25 @@ class AuthConfig(StrictConfig):
         "/docs and /openapi.json to browse the API description.",
     )
 
+    @model_validator(mode="after")
+    def _unique_names(self) -> AuthConfig:
+        names = [k.name for k in self.keys]
+        if len(set(names)) != len(names):
+            raise ValueError("ingress.auth.keys: names must be unique")
+        return self
+
     @property
     def enabled(self) -> bool:
-        return bool(self.api_key_env or self.api_keys)
+        return bool(self.api_key_env or self.api_keys or self.api_key_file or self.keys)
 
     def resolve_keys(self) -> list[bytes]:
-        """The accepted keys, the named environment variables read now."""
-        keys = [key.get_secret_value().encode() for key in self.api_keys]
+        """The accepted keys, the named environment variables and files read now."""
+        return [key for key, _ in self.resolve_grants()]
+
+    def resolve_grants(self) -> list[tuple[bytes, Grant]]:
+        """Each accepted key with what it may reach, environment variables and files
+        read now."""
+        keys = [(key.get_secret_value().encode(), FULL_ACCESS) for key in self.api_keys]
         for name in self.api_key_env:
             value = os.environ.get(name, "")
             if not value:
@@ -57,8 +158,30 @@ class AuthConfig(StrictConfig):
                     f"ingress.auth.api_key_env names {name!r}, but that environment variable "
                     "is unset or empty in the ingress replica's process"
                 )
-            keys.append(value.encode())
-        if any(not key.strip() for key in keys):
+            keys.append((value.encode(), FULL_ACCESS))
+        if self.api_key_file is not None:
+            try:
+                lines = Path(self.api_key_file).expanduser().read_text(encoding="utf-8")
+            except OSError as error:
+                raise ValueError(
+                    f"ingress.auth.api_key_file: cannot read {self.api_key_file}: "
+                    f"{error.strerror}"
+                ) from None
+            found = [
+                line.strip()
+                for line in lines.splitlines()
+                if line.strip() and not line.strip().startswith("#")
+            ]
+            if not found:
+                raise ValueError(f"ingress.auth.api_key_file {self.api_key_file} holds no key")
+            keys += [(line.encode(), FULL_ACCESS) for line in found]
+        for scoped in self.keys:
+            grant = Grant(
+                None if scoped.knowledge_bases is None else frozenset(scoped.knowledge_bases),
+                None if scoped.endpoints is None else frozenset(scoped.endpoints),
+            )
+            keys.append((scoped.read().encode(), grant))
+        if any(not key.strip() for key, _ in keys):
             raise ValueError("ingress.auth: an API key must not be empty")
         return keys
 

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from deployments.ingress.config import IngressConfig
+from deployments.ingress.auth import request_grant
+from deployments.ingress.config import FULL_ACCESS, Grant, IngressConfig
 from deployments.ingress.errors import APIError
 from deployments.ingress.stages import StageClient, StageError
 
@@ -22,6 +23,9 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "ja-rag-serve"
     kind: Literal["rag", "chat", "embedding", "rerank"]
+    knowledge_base: str | None = None
+    """For a 'rag' model: the knowledge base it answers from."""
+    description: str | None = None
 
 
 class ModelList(BaseModel):
@@ -42,13 +46,40 @@ class ModelCatalog:
     async def generator_model(self) -> str:
         return await self._name("generator")
 
-    async def cards(self) -> list[ModelCard]:
+    async def cards(self, grant: Grant = FULL_ACCESS) -> list[ModelCard]:
+        """The RAG model (the default knowledge base), one per knowledge base the key
+        may use (``<model_name>/<knowledge base>``, when there are several), then the
+        stages' models."""
         kinds: list[tuple[str, Literal["chat", "embedding", "rerank"]]] = [
             ("generator", "chat"),
             ("embedder", "embedding"),
             ("reranker", "rerank"),
         ]
-        cards = [ModelCard(id=self.config.model_name, created=self._created, kind="rag")]
+        bases = await self.stages.knowledge_bases()
+        allowed = [b for b in bases if grant.allows_knowledge_base(str(b["name"]))]
+        cards = []
+        if allowed and allowed[0] is bases[0]:
+            default = str(bases[0]["name"])
+            cards.append(
+                ModelCard(
+                    id=self.config.model_name,
+                    created=self._created,
+                    kind="rag",
+                    knowledge_base=default,
+                    description=str(bases[0].get("description") or "") or None,
+                )
+            )
+        cards += [
+            ModelCard(
+                id=f"{self.config.model_name}/{b['name']}",
+                created=self._created,
+                kind="rag",
+                knowledge_base=str(b["name"]),
+                description=str(b.get("description") or "") or None,
+            )
+            for b in allowed
+            if len(bases) > 1  # one base: 'ja-rag' alone answers from it
+        ]
         for stage, kind in kinds:
             cards.append(ModelCard(id=await self._name(stage), created=self._created, kind=kind))
         return cards
@@ -89,4 +120,4 @@ class ModelCatalog:
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
     catalog: ModelCatalog = request.app.state.catalog
-    return ModelList(data=await catalog.cards())
+    return ModelList(data=await catalog.cards(request_grant(request.scope)))

@@ -36,7 +36,8 @@ from deployments.generator.protocol import GeneratedText, GenerationRequest
 from deployments.passage import Hit
 from deployments.reranker.deployment import Reranker
 from deployments.reranker.protocol import RerankScores
-from deployments.retriever.deployment import Retriever
+from deployments.retriever.deployment import Retriever, UnknownKnowledgeBase
+from deployments.retriever.filters import MetadataFilter
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,15 @@ class StageStatus:
 
 
 class StageClient(Protocol):
-    async def retrieve(self, query: str, top_k: int) -> list[Hit]: ...
+    async def retrieve(
+        self,
+        query: str,
+        top_k: int,
+        knowledge_base: str | None = None,
+        where: MetadataFilter | None = None,
+    ) -> list[Hit]: ...
+
+    async def knowledge_bases(self) -> list[dict[str, Any]]: ...
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int) -> list[Hit]: ...
 
@@ -100,6 +109,23 @@ class StageError(Exception):
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(message)
         self.stage = stage
+
+
+class KnowledgeBaseNotFound(Exception):
+    """The retriever serves no knowledge base of this name."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def _unknown_knowledge_base(error: BaseException) -> UnknownKnowledgeBase | None:
+    """The retriever's UnknownKnowledgeBase, raised here or in a replica (where Ray
+    wraps it, keeping it as the cause)."""
+    for candidate in (error, getattr(error, "cause", None)):
+        if isinstance(candidate, UnknownKnowledgeBase):
+            return candidate
+    return None
 
 
 class StageOverloaded(StageError):
@@ -290,13 +316,34 @@ class Stages:
                 logger.warning("%s: a replica was lost (%s); retrying", stage, type(error).__name__)
         raise AssertionError("unreachable")
 
-    async def retrieve(self, query: str, top_k: int) -> list[Hit]:
+    async def retrieve(
+        self,
+        query: str,
+        top_k: int,
+        knowledge_base: str | None = None,
+        where: MetadataFilter | None = None,
+    ) -> list[Hit]:
+        """The ``top_k`` passages of ``knowledge_base`` (default: the retriever's first)
+        nearest ``query``, only those matching ``where`` when given; raises
+        KnowledgeBaseNotFound for a base the retriever does not serve."""
         vector = await self._call(
             "embedder", lambda: self.embedder.call(Embedder.embed_query, query)
         )
-        return await self._call(
-            "retriever", lambda: self.retriever.call(Retriever.search, vector, top_k)
-        )
+        try:
+            return await self._call(
+                "retriever",
+                lambda: self.retriever.call(Retriever.search, vector, top_k, knowledge_base, where),
+            )
+        except Exception as error:
+            unknown = _unknown_knowledge_base(error)
+            if unknown is None:
+                raise
+            raise KnowledgeBaseNotFound(unknown.name, str(unknown)) from None
+
+    async def knowledge_bases(self) -> list[dict[str, Any]]:
+        """The retriever's knowledge bases (name, description, passages, ...), the
+        default one first."""
+        return await self._call("retriever", lambda: self.retriever.call(Retriever.knowledge_bases))
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int) -> list[Hit]:
         texts = [h.passage.document_text for h in hits]

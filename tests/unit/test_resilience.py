@@ -23,6 +23,7 @@ from deployments.ingress.config import IngressConfig
 from deployments.ingress.stages import StageClient, StageOverloaded, StageUnavailable
 from deployments.passage import Hit
 from deployments.reranker.protocol import RerankScores
+from deployments.retriever.filters import MetadataFilter
 from tests.support import RETRIEVAL, local_stages, parse_sse
 
 QUESTION = "香川県の県庁所在地はどこですか？"
@@ -60,9 +61,19 @@ class FaultyStages:
             self.cancelled.append(stage)
             raise
 
-    async def retrieve(self, query: str, top_k: int) -> list[Hit]:
+    async def retrieve(
+        self,
+        query: str,
+        top_k: int,
+        knowledge_base: str | None = None,
+        where: MetadataFilter | None = None,
+    ) -> list[Hit]:
         await self._fault("retriever")
-        return await self.inner.retrieve(query, top_k)
+        return await self.inner.retrieve(query, top_k, knowledge_base, where)
+
+    async def knowledge_bases(self) -> list[dict[str, Any]]:
+        await self._fault("retriever")
+        return await self.inner.knowledge_bases()
 
     async def rerank(self, query: str, hits: list[Hit], top_n: int) -> list[Hit]:
         await self._fault("reranker")

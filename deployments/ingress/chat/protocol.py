@@ -53,6 +53,11 @@ class RagOptions(BaseModel):
 
     top_k: int | None = Field(None, ge=1, le=1000, description="Candidates retrieved.")
     top_n: int | None = Field(None, ge=1, le=100, description="Passages given to the generator.")
+    knowledge_base: str | None = Field(
+        None,
+        description="Knowledge base to answer from (default: the model id's, 'ja-rag/<name>', "
+        "or the first one).",
+    )
 
 
 class ChatCompletionRequest(_Lenient):
@@ -82,6 +87,26 @@ class ChatCompletionRequest(_Lenient):
         if self.stop is None:
             return []
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def asks_retrieval(self, rag_model: str) -> bool:
+        """Whether the model asked for is the RAG model or one of its knowledge bases'
+        (``<rag_model>/<knowledge base>``); absent means the RAG model."""
+        model = self.model or rag_model
+        return model == rag_model or model.startswith(f"{rag_model}/")
+
+    def knowledge_base(self, rag_model: str) -> str | None:
+        """The knowledge base named by the model id or ``rag.knowledge_base`` (None: the
+        default one); ValueError when the two name different ones."""
+        from_model = None
+        if self.model and self.model.startswith(f"{rag_model}/"):
+            from_model = self.model[len(rag_model) + 1 :]
+        from_rag = self.rag.knowledge_base if self.rag else None
+        if from_model and from_rag and from_model != from_rag:
+            raise ValueError(
+                f"model {self.model!r} and rag.knowledge_base {from_rag!r} name different "
+                "knowledge bases"
+            )
+        return from_model or from_rag
 
     @property
     def token_limit(self) -> int | None:

@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
+from deployments.ingress.auth import request_grant
 from deployments.ingress.chat.protocol import ChatCompletionRequest
 from deployments.ingress.chat.serving import ChatService
 from deployments.ingress.deadline import Deadline, request_deadline
+from deployments.ingress.errors import APIError
 
 router = APIRouter()
 
@@ -25,6 +27,7 @@ async def chat_completions(
     deadline: Annotated[Deadline, Depends(request_deadline)],
 ) -> Response:
     service: ChatService = request.app.state.chat
+    await _check_knowledge_base(body, request, service)
     prepared = await service.prepare(body, deadline)
     if body.stream:
         # The generator is started before the response, so that a full or hung
@@ -43,3 +46,27 @@ async def chat_completions(
     # Pydantic writes the JSON itself: the same bytes as FastAPI's generic encoder
     # (which a route without one response model gets), about 15x faster.
     return Response(completion.model_dump_json(), media_type="application/json", headers=marked)
+
+
+async def _check_knowledge_base(
+    body: ChatCompletionRequest, request: Request, service: ChatService
+) -> None:
+    """403 when the request's key may not use the knowledge base the request answers
+    from (the default one when it names none)."""
+    grant = request_grant(request.scope)
+    rag_model = service.config.model_name
+    if grant.knowledge_bases is None or not body.asks_retrieval(rag_model):
+        return
+    try:
+        name = body.knowledge_base(rag_model)
+    except ValueError:
+        return  # prepare() answers 400
+    if name is None:
+        name = str((await service.stages.knowledge_bases())[0]["name"])
+    if not grant.allows_knowledge_base(name):
+        raise APIError(
+            403,
+            f"this API key may not use the knowledge base {name!r}",
+            "permission_denied",
+            "model",
+        )

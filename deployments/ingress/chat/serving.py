@@ -37,7 +37,12 @@ from deployments.ingress.config import IngressConfig, RetrievalDefaults
 from deployments.ingress.deadline import Deadline, DeadlineExceeded, StageTimeout
 from deployments.ingress.errors import APIError, error_body
 from deployments.ingress.models import ModelCatalog
-from deployments.ingress.stages import StageClient, StageOverloaded, StageUnavailable
+from deployments.ingress.stages import (
+    KnowledgeBaseNotFound,
+    StageClient,
+    StageOverloaded,
+    StageUnavailable,
+)
 from deployments.metrics import IngressMetrics
 from deployments.passage import Hit
 
@@ -89,7 +94,11 @@ class ChatService:
         passages in the retriever's order, and the answer says so.
         """
         model = request.model or self.config.model_name
-        with_retrieval = model == self.config.model_name
+        with_retrieval = request.asks_retrieval(self.config.model_name)
+        try:
+            knowledge_base = request.knowledge_base(self.config.model_name)
+        except ValueError as error:
+            raise APIError(400, str(error), param="rag.knowledge_base") from None
         if not with_retrieval and model != await self.catalog.generator_model():
             raise APIError(404, f"model {model!r} does not exist", "model_not_found", "model")
         turns = self._turns(request.messages)
@@ -108,7 +117,9 @@ class ChatService:
             options = self.defaults.resolve(rag.top_k, rag.top_n)
 
             async def search(query: str, subject: str | None) -> list[Hit]:
-                return await self._search(query, subject, options, deadline, degraded, notices)
+                return await self._search(
+                    query, subject, options, deadline, degraded, notices, knowledge_base
+                )
 
             query, hits = await self._standalone(turns, search, deadline)
             logger.debug("retrieval query: %s", query)
@@ -314,11 +325,18 @@ class ChatService:
         deadline: Deadline,
         degraded: list[Degradable],
         notices: list[str],
+        knowledge_base: str | None = None,
     ) -> list[Hit]:
-        """Retrieve and rerank ``query``, the passages about ``subject`` (if given)
-        first. A reranker that is down, full or slower than ``reranker_timeout_s``
-        leaves the passages in the retriever's order, and the answer says so (once)."""
-        candidates = await deadline.within(self.stages.retrieve(query, options.top_k), "retriever")
+        """Retrieve and rerank ``query`` in ``knowledge_base`` (default: the first), the
+        passages about ``subject`` (if given) first. A reranker that is down, full or
+        slower than ``reranker_timeout_s`` leaves the passages in the retriever's order,
+        and the answer says so (once)."""
+        try:
+            candidates = await deadline.within(
+                self.stages.retrieve(query, options.top_k, knowledge_base), "retriever"
+            )
+        except KnowledgeBaseNotFound as error:
+            raise APIError(404, str(error), "model_not_found", "model") from None
         if not candidates:
             return []
         # With a subject to prefer, every candidate is ranked before the cut to top_n.

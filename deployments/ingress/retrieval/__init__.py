@@ -1,0 +1,1 @@
+"""POST /retrieval: the knowledge bases as Dify's External Knowledge API."""
