@@ -19,6 +19,7 @@ from deployments.ingress.request_metrics import RequestMetricsMiddleware
 from deployments.ingress.rerank import router as rerank
 from deployments.ingress.retrieval import router as retrieval
 from deployments.ingress.stages import StageClient
+from deployments.ingress.tei import router as tei
 from deployments.metrics import IngressMetrics
 
 API_DESCRIPTION = (
@@ -43,7 +44,7 @@ def create_app(
     app.state.defaults = defaults
     app.state.metrics = metrics
     app.state.chat = ChatService(stages, config, defaults, catalog, metrics)
-    for module in (chat, embeddings, rerank, retrieval, models, health, ui):
+    for module in (chat, embeddings, rerank, retrieval, tei, models, health, ui):
         app.include_router(module.router)
     install_error_handlers(app)
     # Outermost last: metrics (sees every response), CORS (answers preflights), then API

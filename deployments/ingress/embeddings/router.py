@@ -25,6 +25,7 @@ router = APIRouter()
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse)
+@router.post("/tei/embedder/v1/embeddings", response_model=EmbeddingResponse, tags=["tei"])
 async def create_embeddings(
     body: EmbeddingRequest,
     request: Request,
