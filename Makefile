@@ -104,7 +104,7 @@ $(PRODUCTION_VENV)/.installed: pyproject.toml $(PRODUCTION_REQS)
 	touch $@
 
 test-production: $(PRODUCTION_VENV)/.installed
-	$(PRODUCTION_BIN)/pytest tests/production -p no:cacheprovider
+	$(PRODUCTION_BIN)/pytest tests/production -p no:cacheprovider --durations=5
 
 clean:
 	rm -rf $(VENV) $(PRODUCTION_VENV) indexes .pytest_cache .mypy_cache .ruff_cache

@@ -109,6 +109,26 @@ def test_rag_chat_answers_in_one_response_with_sources(client: OpenAI) -> None:
     assert len(sources) == 5 and sources[0]["title"]
 
 
+def test_a_follow_up_is_rewritten_by_the_model_and_answered(production_graph: Deployed) -> None:
+    """serve_config.yaml has the generator rewrite follow-ups (ingress.follow_ups): one
+    more vLLM generation before retrieval."""
+    conversation = [
+        *QUESTION,
+        {"role": "assistant", "content": "高松市です。"},
+        {"role": "user", "content": "そこの人口は？"},
+    ]
+    response = requests.post(
+        f"{production_graph.url}/v1/chat/completions",
+        json={"messages": conversation, "max_tokens": 4, "temperature": 0.0},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert "X-RAG-Degraded" not in response.headers
+    body = response.json()
+    assert body["usage"]["completion_tokens"] == 4
+    assert len(body["sources"]) == 5
+
+
 def test_the_generator_model_answers_without_retrieval(client: OpenAI) -> None:
     models = {m.id: (m.model_extra or {}).get("kind") for m in client.models.list()}
     assert models[CHAT_MODEL] == "chat" and models[APP] == "rag"
