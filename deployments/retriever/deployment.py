@@ -45,6 +45,11 @@ class UnknownKnowledgeBase(LookupError):
             f"knowledge base {name!r} does not exist; served: {', '.join(served) or 'none'}"
         )
         self.name = name
+        self.served = tuple(served)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a replica, it is pickled to the caller: rebuilt from its arguments.
+        return (UnknownKnowledgeBase, (self.name, self.served))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 from pathlib import Path
 
 import faiss
@@ -284,3 +285,10 @@ def test_filters_hold_on_approximate_indexes(
     assert [h.passage.id for h in hits] == ["doc-11"]
     rare = only("tag", "not empty")
     assert len(retriever.search(vector, 6, rare)[0]) == 6
+
+
+def test_an_unknown_knowledge_base_error_survives_pickling() -> None:
+    """Raised in a Retriever replica, it reaches the ingress pickled."""
+    error = pickle.loads(pickle.dumps(UnknownKnowledgeBase("nope", ["a", "b"])))
+    assert isinstance(error, UnknownKnowledgeBase)
+    assert error.name == "nope" and "served: a, b" in str(error)
