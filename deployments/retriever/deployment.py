@@ -121,6 +121,8 @@ class Retriever:
             first = self._load(configs[0], None, None)
             identity = first.engine.manifest.embedder
             bases = [first, *(self._load(c, None, identity) for c in configs[1:])]
+        self._initial = tuple(b.config for b in bases)
+        """The set given at construction: served again when user_config names none."""
         self.embedder_identity = first.engine.manifest.embedder
         """The identity every served index must have been built with: the first one's,
         which the Embedder checked against itself."""
@@ -150,17 +152,22 @@ class Retriever:
         mapping or a list of ``{name, path, ...}``) from the deployment's
         ``user_config``, applied live: new bases are loaded before the set is swapped,
         so searches never wait on a load; a base kept with the same settings keeps its
-        loaded index."""
+        loaded index. Without ``knowledge_bases`` the set given at construction (the
+        args') is served."""
         settings = dict(user_config)
         wanted = settings.pop("knowledge_bases", None)
         self.config = with_batching(self.config, settings)
         self._batcher.configure(self.config)
-        if wanted is not None:
-            configs = knowledge_base_list(
+        configs = (
+            self._initial
+            if wanted is None
+            else knowledge_base_list(
                 wanted
                 if isinstance(wanted, dict)
                 else [KnowledgeBaseConfig.model_validate(b) for b in wanted]
             )
+        )
+        if [b.config for b in self._bases.values()] != list(configs):
             self._bases = await asyncio.to_thread(self._reload, configs)
 
     def _reload(self, configs: Sequence[KnowledgeBaseConfig]) -> dict[str, KnowledgeBase]:

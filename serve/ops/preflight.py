@@ -33,6 +33,7 @@ from deployments.index.format import (
     InvalidIndexError,
     resolve_version_dir,
 )
+from deployments.retriever.config import IndexConfig
 from serve.app import DEPLOYMENT_DEFAULTS
 from serve.config import AppConfig
 from serve.config_file import IMPORT_PATH, ConfigFileError, load_serve_config
@@ -164,16 +165,26 @@ def _vllm_findings(
 
 
 def index_findings(config: AppConfig, base: Path, report: Report) -> None:
-    """Warn, without loading any model, when the index was built by another embedder."""
-    path = Path(config.index.path).expanduser()
+    """Warn, without loading any model, when an index (that of every knowledge base) was
+    built by another embedder."""
+    several = len(config.served_knowledge_bases) > 1
+    for knowledge_base in config.served_knowledge_bases:
+        label = f"knowledge base {knowledge_base.name!r}: index" if several else "index"
+        _index_finding(config, knowledge_base, label, base, report)
+
+
+def _index_finding(
+    config: AppConfig, index: IndexConfig, label: str, base: Path, report: Report
+) -> None:
+    path = Path(index.path).expanduser()
     path = path if path.is_absolute() else base / path
     try:
-        version_dir = resolve_version_dir(path, config.index.version)
+        version_dir = resolve_version_dir(path, index.version)
         manifest = json.loads((version_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (InvalidIndexError, OSError, ValueError) as error:
         report.add(
             "warning",
-            f"index: cannot read {path} from here ({error}); the replicas read it on their nodes",
+            f"{label}: cannot read {path} from here ({error}); the replicas read it on their nodes",
         )
         return
     built = manifest.get("embedder", {})
@@ -185,11 +196,12 @@ def index_findings(config: AppConfig, base: Path, report: Report) -> None:
     if differences:
         report.add(
             "warning",
-            f"index {version_dir} was built with a different embedder ({'; '.join(differences)}):"
-            " the Embedder will refuse it; rebuild it with `jarag index build --config`",
+            f"{label} {version_dir} was built with a different embedder "
+            f"({'; '.join(differences)}): it will be refused; rebuild it with "
+            "`jarag index build --config`",
         )
     else:
-        report.add("info", f"index {version_dir}: built with the configured embedder")
+        report.add("info", f"{label} {version_dir}: built with the configured embedder")
 
 
 def expected_embedder(config: EmbedderConfig) -> dict[str, Any]:

@@ -292,3 +292,15 @@ def test_an_unknown_knowledge_base_error_survives_pickling() -> None:
     error = pickle.loads(pickle.dumps(UnknownKnowledgeBase("nope", ["a", "b"])))
     assert isinstance(error, UnknownKnowledgeBase)
     assert error.name == "nope" and "served: a, b" in str(error)
+
+
+def test_user_config_without_knowledge_bases_serves_the_args_set(
+    demo_index: Path, catalogue_index: Path
+) -> None:
+    retriever = Retriever(
+        RetrieverConfig(), [KnowledgeBaseConfig(name="prefectures", path=str(demo_index))]
+    )
+    added = {"prefectures": str(demo_index), "extra": str(catalogue_index)}
+    asyncio.run(retriever.reconfigure({"knowledge_bases": added}))
+    asyncio.run(retriever.reconfigure({"max_batch_size": 4}))
+    assert [b["name"] for b in asyncio.run(retriever.knowledge_bases())] == ["prefectures"]

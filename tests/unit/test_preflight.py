@@ -145,3 +145,13 @@ def test_an_address_where_nothing_listens_fails_fast() -> None:
         ensure_reachable(f"127.0.0.1:{free_port()}")
     assert time.monotonic() - started < 10
     ensure_reachable("auto")  # found by Ray itself: nothing to probe here
+
+
+def test_every_knowledge_base_index_is_checked(tmp_path: Path, demo_index: Path) -> None:
+    data = production()
+    args = data["applications"][0]["args"]
+    del args["index"], args["embedder"]
+    args["knowledge_bases"] = {"prefectures": str(demo_index), "missing": str(tmp_path / "no")}
+    report = check(write(tmp_path, data), connect=False)
+    assert "knowledge base 'prefectures': index" in messages(report, "info")
+    assert "knowledge base 'missing': index: cannot read" in messages(report, "warning")
