@@ -1,35 +1,22 @@
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-from collections.abc import Generator, Iterator
-from pathlib import Path
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
 
-pytestmark = pytest.mark.browser
+from tests.browser.support import chromium, chromium_pages
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")
-    return path
+    return chromium()
 
 
 def serve_in_thread(app: FastAPI, port: int) -> Generator[str, None, None]:
@@ -49,12 +36,12 @@ def serve_in_thread(app: FastAPI, port: int) -> Generator[str, None, None]:
 
 
 @pytest.fixture
-def browser_page(chromium_path: str, tmp_path: Path) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+def new_page(chromium_path: str) -> Iterator[Callable[..., Any]]:
+    """Opens a page in a fresh browser context: ``new_page(viewport=..., ...)``."""
+    with chromium_pages(chromium_path) as opener:
+        yield opener
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+
+@pytest.fixture
+def browser_page(new_page: Callable[..., Any]) -> Any:
+    return new_page()
