@@ -33,6 +33,8 @@ EXACT_FILTERED_ROWS = 20_000
 """A filtered search that the index's own search with a selector cannot answer in full
 (a graph index's search runs out of neighbours that match) scores the matching rows
 one by one, from their stored vectors, when at most this many rows match."""
+GPU_MAX_K = 2048
+"""The most neighbours FAISS's GPU indexes return for one query."""
 FILTER_CACHE_SIZE = 128
 """Filters whose matching rows a knowledge base keeps (a row list each)."""
 
@@ -177,7 +179,10 @@ class FaissRetriever:
     def _overfetch_search(
         self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        # FAISS on a GPU returns at most GPU_MAX_K neighbours per query.
         total = self.manifest.num_passages
+        if self._gpu_resources is not None:
+            total = min(total, GPU_MAX_K)
         wanted = min(max(k * 4, 64), total)
         while True:
             scores, found = self.index.search(queries, wanted)

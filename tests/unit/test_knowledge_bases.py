@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.index.format import InvalidIndexError, resolve_version_dir
+from deployments.retriever import faiss_search
 from deployments.retriever.config import KnowledgeBaseConfig, RetrieverConfig
 from deployments.retriever.deployment import Retriever, UnknownKnowledgeBase
 from deployments.retriever.faiss_search import FaissRetriever
@@ -304,3 +305,19 @@ def test_user_config_without_knowledge_bases_serves_the_args_set(
     asyncio.run(retriever.reconfigure({"knowledge_bases": added}))
     asyncio.run(retriever.reconfigure({"max_batch_size": 4}))
     assert [b["name"] for b in asyncio.run(retriever.knowledge_bases())] == ["prefectures"]
+
+
+def test_an_index_that_takes_no_selector_is_searched_by_fetching_more(
+    catalogue: FaissRetriever, catalogue_index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where FAISS cannot filter (an index type without selectors, too many rows to
+    score one by one), neighbours are fetched in growing numbers until enough match."""
+    vector = query_vector(catalogue_index, "食についての資料")
+    where = only("category", "is", "歴史")
+    expected = catalogue.search(vector, 6, where)[0]
+    monkeypatch.setattr(faiss_search, "_search_parameters", lambda *_: None)
+    monkeypatch.setattr(faiss_search, "EXACT_FILTERED_ROWS", 0)
+    fetched = catalogue.search(vector, 6, where)[0]
+    assert [h.score for h in fetched] == pytest.approx([h.score for h in expected])
+    assert all(h.passage.metadata["category"] == "歴史" for h in fetched)
+    assert len(catalogue.search(vector, 50, where)[0]) == 10
