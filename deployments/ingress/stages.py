@@ -119,7 +119,7 @@ class KnowledgeBaseNotFound(Exception):
         self.name = name
 
 
-def _unknown_knowledge_base(error: BaseException) -> UnknownKnowledgeBase | None:
+def unknown_knowledge_base(error: BaseException) -> UnknownKnowledgeBase | None:
     """The retriever's UnknownKnowledgeBase, raised here or in a replica (where Ray
     wraps it, keeping it as the cause)."""
     for candidate in (error, getattr(error, "cause", None)):
@@ -335,7 +335,7 @@ class Stages:
                 lambda: self.retriever.call(Retriever.search, vector, top_k, knowledge_base, where),
             )
         except Exception as error:
-            unknown = _unknown_knowledge_base(error)
+            unknown = unknown_knowledge_base(error)
             if unknown is None:
                 raise
             raise KnowledgeBaseNotFound(unknown.name, str(unknown)) from None

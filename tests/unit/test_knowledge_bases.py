@@ -10,10 +10,12 @@ import faiss
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from ray.exceptions import RayTaskError
 
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.index.format import InvalidIndexError, resolve_version_dir
+from deployments.ingress.stages import unknown_knowledge_base
 from deployments.retriever import faiss_search
 from deployments.retriever.config import KnowledgeBaseConfig, RetrieverConfig
 from deployments.retriever.deployment import Retriever, UnknownKnowledgeBase
@@ -288,7 +290,7 @@ def test_filters_hold_on_approximate_indexes(
     assert len(retriever.search(vector, 6, rare)[0]) == 6
 
 
-def test_an_unknown_knowledge_base_error_survives_pickling() -> None:
+def test_anunknown_knowledge_base_error_survives_pickling() -> None:
     """Raised in a Retriever replica, it reaches the ingress pickled."""
     error = pickle.loads(pickle.dumps(UnknownKnowledgeBase("nope", ["a", "b"])))
     assert isinstance(error, UnknownKnowledgeBase)
@@ -321,3 +323,14 @@ def test_an_index_that_takes_no_selector_is_searched_by_fetching_more(
     assert [h.score for h in fetched] == pytest.approx([h.score for h in expected])
     assert all(h.passage.metadata["category"] == "歴史" for h in fetched)
     assert len(catalogue.search(vector, 50, where)[0]) == 10
+
+
+@pytest.mark.parametrize("as_cause", [True, False])
+def test_the_ingress_recognises_it_as_ray_delivers_it(as_cause: bool) -> None:
+    """Ray raises a replica's error as a RayTaskError that is also an instance of it, or
+    that holds it as its cause."""
+    wrapped = RayTaskError("search", "traceback", UnknownKnowledgeBase("nope", ["a"]))
+    error = wrapped.as_instanceof_cause() if as_cause else wrapped
+    found = unknown_knowledge_base(error)
+    assert found is not None and found.name == "nope"
+    assert unknown_knowledge_base(RayTaskError("search", "traceback", KeyError("x"))) is None
