@@ -112,6 +112,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         note_error_type(request.scope, "invalid_request")
         problems = [_describe(problem) for problem in error.errors()[:10]]
+        if request.url.path.endswith("/retrieval"):
+            # Dify's External Knowledge API has its own error shape.
+            message = "invalid retrieval request: " + "; ".join(problems)
+            return JSONResponse({"error_code": 400, "error_msg": message}, status_code=400)
         body = error_body(400, "invalid request: " + "; ".join(problems), "invalid_request")
         return JSONResponse(body, status_code=400)
 

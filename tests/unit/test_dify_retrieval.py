@@ -319,3 +319,21 @@ def test_models_list_every_knowledge_base(client: TestClient) -> None:
     assert list(rag) == ["ja-rag", "ja-rag/prefectures", "ja-rag/catalogue"]
     assert rag["ja-rag"]["knowledge_base"] == "prefectures"
     assert rag["ja-rag/catalogue"]["description"] == "資料"
+
+
+def test_a_body_that_is_not_json_is_400_in_difys_shape(client: TestClient) -> None:
+    response = client.post(
+        "/retrieval",
+        content=b"{not json",
+        headers={**FULL, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error_code"] == 400
+    assert "not valid JSON" in response.json()["error_msg"]
+
+
+def test_the_api_description_documents_the_retrieval_body(client: TestClient) -> None:
+    schema = client.get("/openapi.json", headers=FULL).json()
+    operation = schema["paths"]["/retrieval"]["post"]
+    assert "requestBody" in operation
+    assert "RetrievalRequest" in str(operation["requestBody"])

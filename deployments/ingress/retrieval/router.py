@@ -5,12 +5,10 @@ appends /retrieval); each knowledge base's name is the "External Knowledge ID"."
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Depends, Request, Response
 
 from deployments.ingress.auth import dify_error, request_grant
 from deployments.ingress.config import IngressConfig, RetrievalDefaults
@@ -51,18 +49,14 @@ EMPTY_BODY_MESSAGE = (
 async def retrieval(
     request: Request,
     deadline: Annotated[Deadline, Depends(request_deadline)],
+    body: Annotated[RetrievalRequest | None, Body()] = None,
 ) -> Response:
     """The records of one knowledge base that answer ``query``, best first, reranked:
     at most ``top_k``, each with a relevance of at least ``score_threshold``."""
-    raw = await request.body()
-    if not raw.strip():
+    if body is None:
         # Dify checks an endpoint when it is registered by POSTing here with the key
         # and no body; it refuses the endpoint on 403, 404 or 502.
         return dify_error(400, 400, EMPTY_BODY_MESSAGE)
-    try:
-        body = RetrievalRequest.model_validate_json(raw)
-    except ValidationError as error:
-        return dify_error(400, 400, f"invalid retrieval request: {_first_problem(error)}")
     grant = request_grant(request.scope)
     if not grant.allows_knowledge_base(body.knowledge_id):
         return dify_error(
@@ -108,13 +102,3 @@ async def retrieval(
     return Response(
         RetrievalResponse(records=records).model_dump_json(), media_type="application/json"
     )
-
-
-def _first_problem(error: ValidationError) -> str:
-    problems = []
-    for problem in error.errors()[:5]:
-        if problem.get("type") == "json_invalid":
-            return "the body is not valid JSON"
-        location = ".".join(str(part) for part in problem.get("loc", ()))
-        problems.append(f"{location or 'body'}: {problem.get('msg', 'invalid')}")
-    return "; ".join(problems) or json.dumps(str(error))
