@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from deployments.generator.config import ExtractiveGeneratorConfig
 from deployments.generator.factory import create_generator
@@ -68,3 +70,20 @@ class PacedGenerator:
         finally:
             if not finished:
                 self.cancelled.set()
+
+
+class HeldStartGenerator:
+    """The built-in generator, whose replica waits to start while ``hold_file`` exists:
+    a killed replica then stays down until the test lets its replacement start."""
+
+    def __init__(self, config: ExtractiveGeneratorConfig, hold_file: str) -> None:
+        while Path(hold_file).exists():
+            time.sleep(0.1)
+        self.inner = create_generator(config)
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
+        return self.inner.generate(request)

@@ -158,7 +158,7 @@ def test_follow_up_question_gets_the_first_answers_subject(
     assert titles and "北海道" in titles[0], titles
     second.locator(".turn-sources .chip").first.click()
     assert "北海道" in page.locator("#sources-list li.selected .title").inner_text()
-    screenshot(page, "follow-up", full_page=True)
+    screenshot(page, "chat")
 
 
 def test_stop_aborts_the_stream_and_the_server_cancels_the_generation(

@@ -509,7 +509,10 @@ function renderTurn(turn) {
   const answer = element("div", "answer");
   answer.append(element("span", "visually-hidden", `${t("answer")}: `));
   const body = element("div", "answer-body");
-  if (turn.answer) {
+  // Without the generator the answer's text is the server's placeholder: the notice
+  // below says it better.
+  const generated = !(turn.degraded || []).includes("generator");
+  if (turn.answer && generated) {
     body.innerHTML = renderMarkdown(turn.answer, { turn: turn.id });
   } else if (streaming) {
     body.append(element("p", "thinking", t("thinking")));
@@ -551,7 +554,7 @@ function renderTurn(turn) {
 
   if (!streaming) {
     const actions = element("div", "turn-actions");
-    if (turn.answer) {
+    if (turn.answer && generated) {
       const copy = element("button", "copy", t("copy"));
       copy.type = "button";
       copy.dataset.action = "copy";
