@@ -164,8 +164,7 @@ class AuthConfig(StrictConfig):
                 lines = Path(self.api_key_file).expanduser().read_text(encoding="utf-8")
             except OSError as error:
                 raise ValueError(
-                    f"ingress.auth.api_key_file: cannot read {self.api_key_file}: "
-                    f"{error.strerror}"
+                    f"ingress.auth.api_key_file: cannot read {self.api_key_file}: {error.strerror}"
                 ) from None
             found = [
                 line.strip()
