@@ -25,12 +25,20 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# Browser tests drive Debian's Chromium (never a downloaded browser); without it they skip.
+# Browser tests drive Debian's Chromium (never a downloaded browser), need a CJK font for
+# Japanese and npm to fetch axe-core's script on first use (into build/axe-core/, not
+# committed). As root with apt-get they are installed; without them the tests skip.
+BROWSER_PACKAGES := chromium chromium-driver fonts-noto-cjk npm
 browser-deps:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
-	  else echo "chromium not found: browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
+	@missing=""; \
+	  command -v chromium >/dev/null || missing="chromium chromium-driver"; \
+	  fc-list 2>/dev/null | grep -q "Noto Sans CJK" || missing="$$missing fonts-noto-cjk"; \
+	  command -v npm >/dev/null || missing="$$missing npm"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    else echo "missing:$$missing: browser tests will be skipped (apt-get install $(BROWSER_PACKAGES))"; fi; \
+	  fi
 
 $(DEMO_INDEX)/current: $(VENV)/.installed $(DEMO_CORPUS)
 	$(BIN)/jarag index build $(DEMO_CORPUS) --out $(DEMO_INDEX)
@@ -39,11 +47,14 @@ demo-index: $(DEMO_INDEX)/current
 
 demo: demo-index
 	@echo ""
-	@echo "Starting the RAG graph (ready in about 20 s). In another terminal, ask:"
+	@echo "Chat page: http://127.0.0.1:8000/   (ready in about 20 s; Ctrl-C stops the graph)"
+	@echo ""
+	@echo "Or ask the API in another terminal:"
 	@echo "  curl -s http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"messages\": [{\"role\": \"user\", \"content\": \"香川県の県庁所在地はどこですか？\"}]}'"
 	@echo "Health: http://127.0.0.1:8000/healthz   API docs: http://127.0.0.1:8000/docs"
-	@echo "Ray dashboard (Serve tab): http://127.0.0.1:8265   Stop with Ctrl-C."
+	@echo "Ray dashboard (Serve tab): http://127.0.0.1:8265 asks for Ray's token; print it with"
+	@echo "  $(BIN)/ray get-auth-token   (it is kept in ~/.ray/auth_token)"
 	@echo ""
 	$(BIN)/serve run serve/demo/demo_config.yaml
 
