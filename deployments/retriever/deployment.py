@@ -177,7 +177,17 @@ class Retriever:
             if current is not None and current.config == base:
                 loaded[base.name] = current
                 continue
-            loaded[base.name] = self._load(base, None, self.embedder_identity)
+            version_dir = resolve_version_dir(base.path, base.version)
+            if (
+                current is not None
+                and current.engine.version_dir == version_dir
+                and current.config.verify_checksums == base.verify_checksums
+            ):
+                # The same index version (named by its root, say, where the args pinned
+                # its version directory): kept loaded, with the new description.
+                loaded[base.name] = KnowledgeBase(base, current.engine)
+                continue
+            loaded[base.name] = self._load(base, version_dir, self.embedder_identity)
         added = sorted(set(loaded) - set(self._bases))
         removed = sorted(set(self._bases) - set(loaded))
         logger.info("knowledge bases: %s (added %s, removed %s)", list(loaded), added, removed)

@@ -334,3 +334,20 @@ def test_the_ingress_recognises_it_as_ray_delivers_it(as_cause: bool) -> None:
     found = unknown_knowledge_base(error)
     assert found is not None and found.name == "nope"
     assert unknown_knowledge_base(RayTaskError("search", "traceback", KeyError("x"))) is None
+
+
+def test_a_base_named_by_its_root_keeps_the_version_loaded(
+    demo_index: Path, catalogue_index: Path
+) -> None:
+    """The builder pins each base to its version directory; a user_config naming the
+    same base by its root (and one more) does not load it again."""
+    pinned = str(resolve_version_dir(demo_index))
+    retriever = Retriever(RetrieverConfig(), [KnowledgeBaseConfig(name="prefectures", path=pinned)])
+    engine = retriever.knowledge_base("prefectures").engine
+    bases = [
+        {"name": "prefectures", "path": str(demo_index), "description": "47都道府県"},
+        {"name": "extra", "path": str(catalogue_index)},
+    ]
+    asyncio.run(retriever.reconfigure({"knowledge_bases": bases}))
+    kept = retriever.knowledge_base("prefectures")
+    assert kept.engine is engine and kept.config.description == "47都道府県"
