@@ -35,10 +35,14 @@ class FlakyCluster:
         self.temp_dir = os.environ["RAY_TMPDIR"]
         self.env = os.environ.get("JARAG_TEST_VARIABLE")
         if type(self).starts == 1:
-            sleeper = "import time; time.sleep(60)"
-            self.left_running.append(
-                subprocess.Popen([sys.executable, "-c", sleeper, self.temp_dir])
+            sleeper = "import time; print('up', flush=True); time.sleep(60)"
+            process = subprocess.Popen(
+                [sys.executable, "-c", sleeper, self.temp_dir], stdout=subprocess.PIPE
             )
+            # Running the sleeper (not still the forked copy of this process) before the
+            # failure, as a GCS or raylet would be: its command line names the directory.
+            assert process.stdout is not None and process.stdout.readline() == b"up\n"
+            self.left_running.append(process)
             raise self.error
 
 
