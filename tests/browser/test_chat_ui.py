@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.ingress.app import create_app
@@ -176,6 +177,8 @@ def test_stop_aborts_the_stream_and_the_server_cancels_the_generation(
     page.keyboard.press("Escape")
     turn = turn_done(page, 1)
     assert paced.cancelled.wait(15), "the generator was not cancelled"
+    health = requests.get(f"{tiny_server}/healthz", timeout=30).json()
+    assert health["stages"]["generator"]["generations_cancelled"] >= 1
     assert "停止しました" in turn.inner_text()
     assert page.locator("#stop").is_hidden()
     assert not page.locator("#send").is_disabled()
@@ -493,8 +496,6 @@ def test_axe_finds_no_serious_or_critical_violations(
 
 
 def test_page_is_served_with_a_strict_content_security_policy(tiny_server: str) -> None:
-    import requests
-
     response = requests.get(f"{tiny_server}/ui/", timeout=10)
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy

@@ -940,7 +940,7 @@ els.question.addEventListener("keydown", (event) => {
 });
 
 document.addEventListener("keydown", (event) => {
-  if (event.key !== "Escape") return;
+  if (event.key !== "Escape" || event.isComposing) return;
   if (state.controller) {
     event.preventDefault();
     stop();
