@@ -5,7 +5,6 @@ cancellation as vLLM itself counts it, and prompts longer than max_model_len."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
@@ -45,9 +44,6 @@ def engine(
         yield generator
     finally:
         generator.close()
-        # vLLM's AsyncLLM shuts down again when collected: now, not at interpreter exit.
-        del generator
-        gc.collect()
 
 
 def demo_passages() -> list[Passage]:

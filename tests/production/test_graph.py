@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray
 import requests
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
@@ -70,8 +71,6 @@ def test_the_three_model_stages_share_the_one_gpu(production_graph: Deployed) ->
 
 
 def _alive_nodes() -> list[dict[str, Any]]:
-    import ray
-
     return [n for n in ray.nodes() if n["Alive"]]
 
 

@@ -39,13 +39,17 @@ def test_a_killed_engine_core_is_replaced_by_serve(production_graph: Deployed) -
     cores[0].send_signal(signal.SIGKILL)
 
     deadline = time.monotonic() + 420
+    seen: set[str] = set()
     while True:
         replicas = generator_replicas(production_graph.ray.dashboard)
         status = serve.status().applications[APP]
+        seen.add(str(status.deployments["Generator"].status.value))
         if old_actor not in replicas and replicas and status.status == "RUNNING":
             break
         assert time.monotonic() < deadline, (replicas, status)
         time.sleep(1)
+    # vLLM's check_health raised EngineDeadError three times in a row (every 15 s).
+    assert "UNHEALTHY" in seen, seen
     assert psutil.Process(next(iter(replicas.values()))).is_running()
 
     completion = client.chat.completions.create(
