@@ -37,7 +37,7 @@ MARKDOWN = """## 北海道の概要
 
 
 class PacedGenerator:
-    def __init__(self, piece_chars: int = 3, pause_s: float = 0.04) -> None:
+    def __init__(self, piece_chars: int = 3, pause_s: float = 0.06) -> None:
         self.inner = create_generator(ExtractiveGeneratorConfig())
         self.piece_chars = piece_chars
         self.pause_s = pause_s

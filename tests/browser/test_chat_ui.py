@@ -59,7 +59,7 @@ def demo_server(demo_index: Path, paced: PacedGenerator) -> Iterator[str]:
     yield from serve_in_thread(create_app(stages, IngressConfig(), TOP_3), free_port())
 
 
-def wait_until(page: Any, expression: str, arg: Any = None, timeout_s: float = 20) -> None:
+def wait_until(page: Any, expression: str, arg: Any = None, timeout_s: float = 60) -> None:
     """Polls a JavaScript expression (or function of ``arg``) until it is truthy. The
     page's CSP refuses the string evaluation Playwright's wait_for_function polls with."""
     deadline = time.monotonic() + timeout_s
