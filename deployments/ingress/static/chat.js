@@ -728,6 +728,8 @@ async function run(turn) {
     setBusy(false);
     renderAll();
     persist();
+    // The button that started it (retry) was redrawn: the focus goes back to the question.
+    if (!document.activeElement || document.activeElement === document.body) els.question.focus();
     announce(turn.error || (turn.stopped ? t("stopped") : t("done")));
   }
 }
