@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serve.bench import index_types
+from serve.cli import main
+
+
+def test_nlist_is_a_power_of_two_near_four_square_roots_and_trainable() -> None:
+    assert index_types.nlist_for(1_000_000) == 4096
+    assert index_types.nlist_for(5_300_000) == 8192
+    assert index_types.nlist_for(100_000) == 1024
+    assert index_types.nlist_for(3_000) == 64  # 256 would need 9,984 training points
+    assert index_types.nlist_for(10) == 1
+
+
+def test_clustered_vectors_are_unit_length_clustered_and_reproducible() -> None:
+    settings = index_types.IndexBenchSettings(size=2_000, dim=64, clusters=8)
+    first = np.concatenate(list(index_types.clustered_vectors(2_000, settings, 0, batch=300)))
+    again = np.concatenate(list(index_types.clustered_vectors(2_000, settings, 0, batch=300)))
+    queries = np.concatenate(list(index_types.clustered_vectors(50, settings, 1)))
+    assert first.shape == (2_000, 64)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(first, again)
+    assert not np.isin(queries, first).all(axis=1).any()
+    # Nearest neighbours are much closer than random pairs (not uniform noise).
+    similarities = queries @ first.T
+    assert float(np.median(similarities.max(axis=1))) > 0.8
+    assert abs(float(np.median(similarities))) < 0.3
+
+
+def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "index.json"
+
+    assert main(["bench", "index", "--quick", "--json", str(out)]) == 0
+
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text(encoding="utf-8"))
+    quick = index_types.QUICK
+    assert report["settings"]["size"] == quick.size
+    assert report["nlist"] == index_types.nlist_for(quick.size)
+    assert report["train_vectors"] == min(quick.train_size, quick.size)
+    results = {r["name"]: r for r in report["results"]}
+    assert list(results) == ["Flat", "IVF-PQ + re-scoring", "IVF-PQ alone", "IVF-SQ8", "HNSW32"]
+    flat = results["Flat"]
+    assert flat["recall_at_10"] == 1.0 and flat["speedup"] == 1.0
+    assert flat["ram_bytes_per_vector"] >= quick.dim * 4
+    refined, alone = results["IVF-PQ + re-scoring"], results["IVF-PQ alone"]
+    assert refined["factory"].endswith(",RFlat") and refined["mmap"]
+    assert refined["disk_bytes_per_vector"] == quick.dim * 4
+    # The codes (pq_m bytes) and ids stay in RAM; the full vectors do not.
+    assert quick.pq_m <= refined["ram_bytes_per_vector"] < quick.dim * 4
+    assert refined["recall_at_10"] >= alone["recall_at_10"]
+    assert refined["search_parameters"] == {"nprobe": quick.nprobe, "k_factor_rf": quick.k_factor}
+    assert results["HNSW32"]["search_parameters"] == {"efSearch": quick.ef_search}
+    for r in results.values():
+        assert r["build_s"] >= 0 and r["loaded_ram_mib"] >= 0
+        assert 0 < r["p50_ms"] <= r["p99_ms"]
+        assert r["qps"] > 0 and math.isclose(r["speedup"], r["qps"] / flat["qps"])
+        assert 0.0 <= r["recall_at_10"] <= 1.0
+        w = r["wikipedia"]
+        assert w["passages"] == index_types.WIKIPEDIA_PASSAGES
+        ratio = index_types.WIKIPEDIA_PASSAGES / quick.size
+        assert math.isclose(w["ram_gib"], r["ram_bytes_per_vector"] * ratio * quick.size / 2**30)
+        assert w["build_h"] >= 0 and w["p50_ms"] > 0 and w["qps"] > 0
+        assert f"| {r['name']} | `{r['factory']}` |" in printed
+    assert results["Flat"]["wikipedia"]["qps"] == pytest.approx(flat["qps"] / ratio)
+
+
+def test_recall_counts_the_exact_neighbours_found() -> None:
+    truth = np.array([[1, 2], [3, 4]])
+    found = np.array([[2, 9], [-1, -1]])
+    assert index_types.recall(found, truth) == 0.25
