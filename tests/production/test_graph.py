@@ -148,6 +148,50 @@ def test_the_generator_model_answers_without_retrieval(client: OpenAI) -> None:
     assert completion.usage.prompt_tokens + 200 < rag.usage.prompt_tokens, "no passages"
 
 
+def test_a_long_answer_request_drops_passages_instead_of_failing(client: OpenAI) -> None:
+    """A max_tokens that leaves no room for all the passages in max_model_len: passages
+    are dropped from the end until the prompt fits beside the answer (docs: Prompts)."""
+
+    def ask(max_tokens: int) -> tuple[int, int, str]:
+        completion = client.chat.completions.create(
+            model=APP, messages=QUESTION, max_tokens=max_tokens, temperature=0.0
+        )
+        assert completion.usage is not None and (completion.model_extra or {})["sources"]
+        usage = completion.usage
+        return (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            str(completion.choices[0].finish_reason),
+        )
+
+    full, _, _ = ask(1)
+    assert full > MAX_MODEL_LEN // 2 + 100, "the passages fill most of the context"
+    wanted = MAX_MODEL_LEN - full + 100  # 100 tokens more than the full prompt leaves
+    prompt, answer, finish = ask(wanted)
+    assert prompt <= full - 100, "a passage or more was left out"
+    assert (answer, finish) == (wanted, "length"), "the whole answer was generated"
+    assert prompt + answer <= MAX_MODEL_LEN
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the Generator's PromptTooLongError (a conversation that alone exceeds "
+    "max_model_len) reaches the client as 500 internal server error; the ingress should "
+    "answer 400 naming the token counts, as vLLM's own server does",
+)
+def test_a_question_longer_than_the_context_is_a_client_error(
+    production_graph: Deployed,
+) -> None:
+    question = "香川県の県庁所在地はどこですか？" * 200  # about 3,000 characters
+    response = requests.post(
+        f"{production_graph.url}/v1/chat/completions",
+        json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": question}]},
+        timeout=120,
+    )
+    assert response.status_code == 400, response.text
+    assert "prompt tokens" in response.json()["error"]["message"]
+
+
 def test_embeddings_and_rerank_come_from_the_model_stages(
     client: OpenAI, production_graph: Deployed, production_models: ProductionModels
 ) -> None:
