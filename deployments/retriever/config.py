@@ -47,6 +47,12 @@ class RetrieverConfig(BatchingSettings):
     threads: int | None = Field(
         None, ge=1, description="OpenMP threads for FAISS search; default: FAISS's own choice."
     )
+    mmap: bool = Field(
+        True,
+        description="Memory-map the index file's flat vectors (Flat, HNSW, the full vectors of "
+        "a re-scored IVF-PQ) instead of copying them into each replica: the replicas of a "
+        "node share them through the page cache. IVF lists are always read into memory.",
+    )
     blas_min_queries: int = Field(
         3,
         ge=1,

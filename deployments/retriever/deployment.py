@@ -33,6 +33,7 @@ from deployments.retriever.config import (
 from deployments.retriever.factory import create_retriever
 from deployments.retriever.filters import MetadataFilter
 from deployments.retriever.protocol import RetrieverEngine
+from deployments.retriever.search_parameters import SearchParameters
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class _SearchCall:
     top_k: int
     base: KnowledgeBase
     where: MetadataFilter | None
+    params: SearchParameters | None = None
 
 
 EngineFactory = Callable[[RetrieverConfig, IndexConfig, Path], RetrieverEngine]
@@ -213,13 +215,15 @@ class Retriever:
         top_k: int,
         knowledge_base: str | None = None,
         where: MetadataFilter | None = None,
+        params: SearchParameters | None = None,
     ) -> list[Hit]:
         """The ``top_k`` passages of ``knowledge_base`` (default: the first) nearest one
-        query vector, only those whose metadata match ``where`` when given; concurrent
-        searches share a FAISS call."""
+        query vector, only those whose metadata match ``where`` when given, searched with
+        ``params`` (nprobe, ef_search, k_factor) instead of the index's settings when
+        given; concurrent searches with the same filter and parameters share a FAISS call."""
         base = self.knowledge_base(knowledge_base)
         with self.metrics.call():
-            hits = await self._batcher.submit(_SearchCall(vector, top_k, base, where))
+            hits = await self._batcher.submit(_SearchCall(vector, top_k, base, where, params))
         self.metrics.candidates(len(hits))
         return hits
 
@@ -227,14 +231,14 @@ class Retriever:
         """One FAISS call per knowledge base and filter in the batch, at the largest
         ``top_k`` asked."""
         results: list[list[Hit]] = [[] for _ in calls]
-        groups: dict[tuple[int, MetadataFilter | None], list[int]] = {}
+        groups: dict[tuple[int, MetadataFilter | None, SearchParameters | None], list[int]] = {}
         for i, call in enumerate(calls):
-            groups.setdefault((id(call.base), call.where), []).append(i)
+            groups.setdefault((id(call.base), call.where, call.params), []).append(i)
         for members in groups.values():
             first = calls[members[0]]
             k = max(calls[i].top_k for i in members)
             vectors = np.stack([calls[i].vector for i in members])
-            found = first.base.engine.search(vectors, k, first.where)
+            found = first.base.engine.search(vectors, k, first.where, first.params)
             for i, hits in zip(members, found, strict=True):
                 results[i] = hits[: calls[i].top_k]
         return results

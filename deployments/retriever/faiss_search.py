@@ -24,6 +24,7 @@ from deployments.index.passages import PassageStore
 from deployments.passage import Hit, Metadata
 from deployments.retriever.config import RetrieverConfig
 from deployments.retriever.filters import MetadataFilter
+from deployments.retriever.search_parameters import SearchParameters, faiss_parameters
 
 logger = logging.getLogger(__name__)
 _FAISS: Any = faiss
@@ -36,6 +37,10 @@ one by one, from their stored vectors, when at most this many rows match."""
 GPU_MAX_K = 2048
 """The most neighbours FAISS's GPU indexes return for one query."""
 FILTER_CACHE_SIZE = 128
+MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+"""read_index flags that map an index's flat vector storage (Flat, HNSW's vectors, the
+full vectors of a re-scored IVF-PQ) from the file, shared by the replicas of a node
+through the page cache, instead of copying it; IVF lists are read into memory."""
 """Filters whose matching rows a knowledge base keeps (a row list each)."""
 
 
@@ -56,7 +61,7 @@ class FaissRetriever:
             check_embedder(self.manifest, expected_embedder, version_dir)
         if config.threads is not None:
             faiss.omp_set_num_threads(config.threads)
-        index = faiss.read_index(str(version_dir / FAISS_FILE))
+        index = faiss.read_index(str(version_dir / FAISS_FILE), MMAP_FLAGS if config.mmap else 0)
         if index.ntotal != self.manifest.num_passages:
             raise InvalidIndexError(
                 f"{version_dir / FAISS_FILE} holds {index.ntotal} vectors, "
@@ -74,10 +79,15 @@ class FaissRetriever:
         self._matching_rows = functools.lru_cache(maxsize=FILTER_CACHE_SIZE)(self._rows_matching)
 
     def search(
-        self, queries: NDArray[np.float32], top_k: int, where: MetadataFilter | None = None
+        self,
+        queries: NDArray[np.float32],
+        top_k: int,
+        where: MetadataFilter | None = None,
+        params: SearchParameters | None = None,
     ) -> list[list[Hit]]:
         """The ``top_k`` passages nearest each query row, best first; with ``where``,
-        only passages whose metadata match it (``top_k`` of them when that many do)."""
+        only passages whose metadata match it (``top_k`` of them when that many do);
+        ``params`` overrides nprobe / efSearch / k_factor for this search (unfiltered)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dimension:
             raise ValueError(f"queries must have shape (n, {self.dimension}), got {queries.shape}")
@@ -90,7 +100,11 @@ class FaissRetriever:
             k = min(top_k, self.manifest.num_passages)
             if k == 0:
                 return [[] for _ in range(len(queries))]
-            scores, rows = self.index.search(queries, k)
+            faiss_params = None if params is None else faiss_parameters(self.index, params)
+            if faiss_params is None:
+                scores, rows = self.index.search(queries, k)
+            else:
+                scores, rows = self.index.search(queries, k, params=faiss_params)
         return [
             [
                 Hit(passage=self.passages[int(row)], score=float(score))

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from deployments.index.format import IndexManifest
 from deployments.passage import Hit
 from deployments.retriever.filters import MetadataFilter
+from deployments.retriever.search_parameters import SearchParameters
 
 
 class RetrieverEngine(Protocol):
@@ -26,8 +27,13 @@ class RetrieverEngine(Protocol):
     def dimension(self) -> int: ...
 
     def search(
-        self, queries: NDArray[np.float32], top_k: int, where: MetadataFilter | None = None
+        self,
+        queries: NDArray[np.float32],
+        top_k: int,
+        where: MetadataFilter | None = None,
+        params: SearchParameters | None = None,
     ) -> list[list[Hit]]:
         """The ``top_k`` passages nearest each query row, best first; with ``where``,
-        only passages whose metadata match it (``top_k`` of them when that many do)."""
+        only passages whose metadata match it (``top_k`` of them when that many do);
+        ``params`` overrides the index's search settings for this call."""
         ...

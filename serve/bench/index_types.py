@@ -30,6 +30,8 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
+from serve.indexing.factory import nlist_for
+
 _FAISS: Any = faiss
 """FAISS's search-parameter classes take keyword arguments its type stubs do not declare."""
 
@@ -126,16 +128,6 @@ class IndexBenchReport:
     results: list[IndexTypeResult]
 
 
-def nlist_for(size: int) -> int:
-    """Inverted lists for ``size`` vectors: the power of two nearest 4 x sqrt(size),
-    at most size / 39 (FAISS's k-means wants 39 training points per centroid), at least 1."""
-    target = 4 * math.sqrt(size)
-    power = 2 ** round(math.log2(max(target, 1)))
-    while power > 1 and power * 39 > size:
-        power //= 2
-    return int(power)
-
-
 def clustered_vectors(
     count: int, settings: IndexBenchSettings, stream: int, batch: int = 65_536
 ) -> Iterator[NDArray[np.float32]]:
@@ -208,7 +200,7 @@ def run(settings: IndexBenchSettings, out: TextIO) -> IndexBenchReport:
     corpus = np.concatenate(list(clustered_vectors(settings.size, settings, 0)))
     queries = np.concatenate(list(clustered_vectors(settings.queries, settings, 1)))
     generate_s = time.perf_counter() - started
-    nlist = nlist_for(settings.size)
+    nlist = nlist_for(settings.size, settings.train_size)
     train_rows = np.sort(
         np.random.default_rng(settings.seed).permutation(settings.size)[: settings.train_size]
     )

@@ -39,7 +39,19 @@ def register(commands: Any) -> None:
     )
     build.add_argument("--out", type=Path, required=True, help="index root directory")
     add_config_options(build)
-    build.add_argument("--faiss-factory", default="Flat", help="FAISS index_factory string")
+    build.add_argument(
+        "--faiss-factory",
+        default="Flat",
+        help="FAISS index_factory string, or 'auto': chosen from the passage count and "
+        "--ram-budget-gib (Flat, HNSW32, IVF-SQ8, then IVF-PQ re-scored against "
+        "memory-mapped full vectors; docs/wikipedia.md)",
+    )
+    build.add_argument(
+        "--ram-budget-gib",
+        type=float,
+        default=8.0,
+        help="RAM a Retriever replica may give the index (for --faiss-factory auto)",
+    )
     build.add_argument("--max-chars", type=int, default=500, help="longest passage, in characters")
     build.add_argument("--overlap-chars", type=int, default=100, help="overlap between chunks")
     build.add_argument("--batch-size", type=int, default=256, help="passages per embedder call")
@@ -125,6 +137,7 @@ def _build(args: argparse.Namespace) -> int:
     settings = BuildSettings.model_validate(
         {
             "faiss_factory": args.faiss_factory,
+            "ram_budget_gib": args.ram_budget_gib,
             "chunking": {"max_chars": args.max_chars, "overlap_chars": args.overlap_chars},
             "batch_size": args.batch_size,
             "train_size": args.train_size,

@@ -32,6 +32,7 @@ from deployments.index.format import (
 from deployments.index.passages import PassageStore, PassageStoreWriter
 from deployments.lexical.stats import LexicalStats
 from serve.indexing.corpus import CorpusProblems, Document, read_corpus, split_documents
+from serve.indexing.factory import AUTO, choose_factory
 from serve.indexing.ray_build import RayEmbedding, discard_vectors, embed_with_ray_data
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,14 @@ class BuildSettings(StrictConfig):
     faiss_factory: str = Field(
         "Flat",
         description="FAISS index_factory string: 'Flat' searches exactly; 'HNSW32' or "
-        "'IVF4096,PQ64' scale to millions of passages.",
+        "'IVF4096,PQ64' scale to millions of passages; 'auto' chooses by the corpus size "
+        "and ram_budget_gib (the rule of serve/indexing/factory.py: Flat, HNSW32, "
+        "IVF-SQ8, then IVF-PQ re-scored against memory-mapped full vectors).",
+    )
+    ram_budget_gib: float = Field(
+        8.0,
+        gt=0,
+        description="RAM one Retriever replica may give the index, for faiss_factory 'auto'.",
     )
     chunking: ChunkingSettings = Field(
         ChunkingSettings(max_chars=500, overlap_chars=100),
@@ -116,6 +124,15 @@ def build_index(
                     settings.progress,
                 )
                 vectors = partial(_read_rows, matrix, settings.batch_size)
+            if settings.faiss_factory == AUTO:
+                chosen = choose_factory(
+                    len(store),
+                    identity.dimension,
+                    settings.ram_budget_gib * 2**30,
+                    settings.train_size,
+                )
+                logger.info("faiss_factory auto: %s for %d passages", chosen, len(store))
+                settings = settings.model_copy(update={"faiss_factory": chosen})
             index = build_faiss(identity.dimension, len(store), vectors, settings)
         finally:
             store.close()
@@ -183,6 +200,7 @@ def build_faiss(
     if not index.is_trained:
         rows = np.sort(np.random.default_rng(0).permutation(total)[: settings.train_size])
         logger.info("training %s on %d vectors", settings.faiss_factory, len(rows))
+        _cluster_on_gpus(index)
         index.train(np.concatenate(list(vectors(rows))))
     with _progress(settings, total, "indexing") as bar:
         for batch in vectors(np.arange(total)):
@@ -191,6 +209,17 @@ def build_faiss(
             index.add(batch)
             bar.update(len(batch))
     return index
+
+
+def _cluster_on_gpus(index: faiss.Index) -> None:
+    """Where faiss-gpu sees GPUs, an IVF index's k-means assigns its training vectors on
+    them (the slow part of training at Wikipedia scale); on CPU nothing changes."""
+    get = getattr(faiss, "get_num_gpus", None)
+    ivf = faiss.try_extract_index_ivf(index)
+    if get is None or get() == 0 or ivf is None:
+        return
+    logger.info("training the IVF lists on %d GPUs", get())
+    ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
 
 
 def _embed_rows(
