@@ -75,6 +75,12 @@ def register(commands: Any) -> None:
     ray.add_argument(
         "--actor-gpus", type=float, default=0.0, help="GPU share per actor (0.25: four per GPU)"
     )
+    ray.add_argument(
+        "--shard-rows",
+        type=int,
+        default=50_000,
+        help="passages per shard file; a build killed part-way resumes from the shards written",
+    )
     build.set_defaults(run=_build)
 
     imported = index_commands.add_parser(
@@ -149,6 +155,7 @@ def _build(args: argparse.Namespace) -> int:
                 "actors": args.actors,
                 "num_cpus": args.actor_cpus,
                 "num_gpus": args.actor_gpus,
+                "shard_rows": args.shard_rows,
             }
             if args.ray
             else None,

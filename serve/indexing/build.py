@@ -33,7 +33,12 @@ from deployments.index.passages import PassageStore, PassageStoreWriter
 from deployments.lexical.stats import LexicalStats
 from serve.indexing.corpus import CorpusProblems, Document, read_corpus, split_documents
 from serve.indexing.factory import AUTO, choose_factory
-from serve.indexing.ray_build import RayEmbedding, discard_vectors, embed_with_ray_data
+from serve.indexing.ray_build import (
+    RayEmbedding,
+    discard_shards,
+    discard_vectors,
+    embed_with_ray_data,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +160,7 @@ def build_index(
             ),
         )
         publish(building, out, version, make_current=settings.make_current)
+        discard_shards(out)
         return manifest
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
