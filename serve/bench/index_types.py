@@ -98,7 +98,9 @@ class IndexTypeResult:
     build_s: float
     """Training plus adding every vector."""
     ram_bytes_per_vector: float
-    """Bytes per vector that must stay in RAM (codes, ids, graph links)."""
+    """Bytes each added vector adds to what must stay in RAM (codes, ids, graph links)."""
+    fixed_ram_mib: float
+    """What stays in RAM whatever the corpus size: IVF centroids, PQ codebooks."""
     disk_bytes_per_vector: float
     """Bytes per vector read from a memory-mapped file at search time only (the full
     vectors an IVF-PQ index re-scores its candidates against)."""
@@ -218,13 +220,14 @@ def run(settings: IndexBenchSettings, out: TextIO) -> IndexBenchReport:
             t0 = time.perf_counter()
             if not index.is_trained:
                 index.train(corpus[train_rows])
+            fixed = len(faiss.serialize_index(index))  # centroids, codebooks, headers
             index.add(corpus)
             build_s = time.perf_counter() - t0
             path = Path(work) / f"{len(results)}.faiss"
             faiss.write_index(index, str(path))
             file_bytes = path.stat().st_size
             disk = settings.dim * 4.0 if candidate.in_ram == "codes" else 0.0
-            ram_per_vector = file_bytes / settings.size - disk
+            ram_per_vector = (file_bytes - fixed) / settings.size - disk
             del index
             loaded_mib = _loaded_rss_mib(path, MMAP_FLAGS if candidate.mmap else 0)
             index = faiss.read_index(str(path), MMAP_FLAGS if candidate.mmap else 0)
@@ -242,6 +245,7 @@ def run(settings: IndexBenchSettings, out: TextIO) -> IndexBenchReport:
                 search_parameters=candidate.search_parameters,
                 build_s=build_s,
                 ram_bytes_per_vector=ram_per_vector,
+                fixed_ram_mib=fixed / 2**20,
                 disk_bytes_per_vector=disk,
                 loaded_ram_mib=loaded_mib,
                 mmap=candidate.mmap,
@@ -289,7 +293,8 @@ def extrapolate(result: IndexTypeResult, size: int, nlist: int) -> dict[str, flo
     return {
         "passages": float(WIKIPEDIA_PASSAGES),
         "build_h": result.build_s * build / 3600,
-        "ram_gib": result.ram_bytes_per_vector * WIKIPEDIA_PASSAGES / 2**30,
+        "ram_gib": result.fixed_ram_mib / 2**10
+        + result.ram_bytes_per_vector * WIKIPEDIA_PASSAGES / 2**30,
         "disk_gib": result.disk_bytes_per_vector * WIKIPEDIA_PASSAGES / 2**30,
         "p50_ms": result.p50_ms * search,
         "qps": result.qps / search,
@@ -356,15 +361,17 @@ def markdown(report: IndexBenchReport) -> str:
         f"{s['queries']} queries batched, {s['single_queries']} one at a time, "
         f"IVF {report.nlist} lists trained on {report.train_vectors:,} vectors.",
         "",
-        "| index | factory | search | build s | RAM B/vec | mmap disk B/vec | loaded RSS MiB "
+        "| index | factory | search | build s | RAM B/vec | fixed MiB | mmap disk B/vec "
+        "| loaded RSS MiB "
         "| p50 ms | p99 ms | q/s batched | x Flat | recall@10 |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.results:
         search = ", ".join(f"{k} {v:g}" for k, v in r.search_parameters.items()) or "exact"
         lines.append(
             f"| {r.name} | `{r.factory}` | {search} | {r.build_s:.1f} "
-            f"| {r.ram_bytes_per_vector:,.0f} | {r.disk_bytes_per_vector:,.0f} "
+            f"| {r.ram_bytes_per_vector:,.0f} | {r.fixed_ram_mib:,.1f} "
+            f"| {r.disk_bytes_per_vector:,.0f} "
             f"| {r.loaded_ram_mib:,.1f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.qps:,.0f} "
             f"| {r.speedup:.1f} | {r.recall_at_10:.3f} |"
         )

@@ -9,14 +9,15 @@ import pytest
 
 from serve.bench import index_types
 from serve.cli import main
+from serve.indexing.factory import nlist_for
 
 
 def test_nlist_is_a_power_of_two_near_four_square_roots_and_trainable() -> None:
-    assert index_types.nlist_for(1_000_000) == 4096
-    assert index_types.nlist_for(5_300_000) == 8192
-    assert index_types.nlist_for(100_000) == 1024
-    assert index_types.nlist_for(3_000) == 64  # 256 would need 9,984 training points
-    assert index_types.nlist_for(10) == 1
+    assert nlist_for(1_000_000) == 4096
+    assert nlist_for(5_300_000) == 8192
+    assert nlist_for(100_000) == 1024
+    assert nlist_for(3_000) == 64  # 256 would need 9,984 training points
+    assert nlist_for(10) == 1
 
 
 def test_clustered_vectors_are_unit_length_clustered_and_reproducible() -> None:
@@ -43,7 +44,7 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
     report = json.loads(out.read_text(encoding="utf-8"))
     quick = index_types.QUICK
     assert report["settings"]["size"] == quick.size
-    assert report["nlist"] == index_types.nlist_for(quick.size)
+    assert report["nlist"] == nlist_for(quick.size)
     assert report["train_vectors"] == min(quick.train_size, quick.size)
     results = {r["name"]: r for r in report["results"]}
     assert list(results) == ["Flat", "IVF-PQ + re-scoring", "IVF-PQ alone", "IVF-SQ8", "HNSW32"]
@@ -54,7 +55,8 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
     assert refined["factory"].endswith(",RFlat") and refined["mmap"]
     assert refined["disk_bytes_per_vector"] == quick.dim * 4
     # The codes (pq_m bytes) and ids stay in RAM; the full vectors do not.
-    assert quick.pq_m <= refined["ram_bytes_per_vector"] < quick.dim * 4
+    assert quick.pq_m <= refined["ram_bytes_per_vector"] <= quick.pq_m + 8 + 1
+    assert refined["fixed_ram_mib"] > 0  # the IVF centroids and the PQ codebooks
     assert refined["recall_at_10"] >= alone["recall_at_10"]
     assert refined["search_parameters"] == {"nprobe": quick.nprobe, "k_factor_rf": quick.k_factor}
     assert results["HNSW32"]["search_parameters"] == {"efSearch": quick.ef_search}
@@ -66,7 +68,11 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
         w = r["wikipedia"]
         assert w["passages"] == index_types.WIKIPEDIA_PASSAGES
         ratio = index_types.WIKIPEDIA_PASSAGES / quick.size
-        assert math.isclose(w["ram_gib"], r["ram_bytes_per_vector"] * ratio * quick.size / 2**30)
+        assert math.isclose(
+            w["ram_gib"],
+            r["fixed_ram_mib"] / 2**10 + r["ram_bytes_per_vector"] * ratio * quick.size / 2**30,
+        )
+        assert r["fixed_ram_mib"] >= 0
         assert w["build_h"] >= 0 and w["p50_ms"] > 0 and w["qps"] > 0
         assert f"| {r['name']} | `{r['factory']}` |" in printed
     assert results["Flat"]["wikipedia"]["qps"] == pytest.approx(flat["qps"] / ratio)
