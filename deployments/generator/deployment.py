@@ -14,6 +14,7 @@ from deployments.generator.config import GeneratorConfig
 from deployments.generator.factory import create_generator
 from deployments.generator.protocol import (
     ChatTurn,
+    CountingEngine,
     GeneratedText,
     GenerationRequest,
     GeneratorEngine,
@@ -88,6 +89,7 @@ class Generator:
             "model": self.engine.model_name,
             "generations_in_flight": self._in_flight,
             "generations_cancelled": self._cancelled,
+            "engine": self.engine.stats() if isinstance(self.engine, CountingEngine) else {},
             "placement": replica_placement(),
         }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from deployments.errors import RequestRejected
 from deployments.generator.config import PromptSettings
 from deployments.generator.protocol import GenerationRequest
 from deployments.passage import Passage
@@ -20,7 +21,7 @@ Message = dict[str, str]
 """One chat message as chat templates and OpenAI clients take it: role and content."""
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(RequestRejected):
     """The conversation alone does not fit the model's context window."""
 
 

@@ -83,6 +83,14 @@ class GeneratorEngine(Protocol):
 
 
 @runtime_checkable
+class CountingEngine(Protocol):
+    """An engine that reports counts of its own (vLLM: the requests it has not
+    finished), shown in the Generator's ``describe()``."""
+
+    def stats(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
 class ManagedEngine(Protocol):
     """An engine holding outside resources (a GPU engine, an HTTP client): it can report
     its health cheaply and be shut down with its replica."""

@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from deployments.ingress.config import IngressConfig
 from deployments.ingress.deadline import DeadlineExceeded
-from deployments.ingress.stages import StageOverloaded, StageUnavailable
+from deployments.ingress.stages import StageOverloaded, StageRejected, StageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
         body = error_body(error.status, str(error), "overloaded")
         headers = {"Retry-After": retry_after(request, error.retry_after_s)}
         return JSONResponse(body, status_code=error.status, headers=headers)
+
+    @app.exception_handler(StageRejected)
+    async def rejected(request: Request, error: StageRejected) -> JSONResponse:
+        note_error_type(request.scope, "invalid_request")
+        body = error_body(400, str(error), "invalid_request")
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(StageUnavailable)
     async def unavailable(request: Request, error: StageUnavailable) -> JSONResponse:

@@ -31,6 +31,7 @@ from ray.serve.exceptions import (
 )
 
 from deployments.embedder.deployment import Embedder
+from deployments.errors import RequestRejected
 from deployments.generator.deployment import Generator
 from deployments.generator.protocol import GeneratedText, GenerationRequest
 from deployments.passage import Hit
@@ -124,6 +125,20 @@ def unknown_knowledge_base(error: BaseException) -> UnknownKnowledgeBase | None:
     wraps it, keeping it as the cause)."""
     for candidate in (error, getattr(error, "cause", None)):
         if isinstance(candidate, UnknownKnowledgeBase):
+            return candidate
+    return None
+
+
+class StageRejected(StageError):
+    """The stage refused the request itself (a ``RequestRejected`` of its): the client's
+    error, answered 400."""
+
+
+def _rejection(error: BaseException) -> RequestRejected | None:
+    """The stage's RequestRejected, raised here or in a replica (where Ray wraps it,
+    keeping it as the cause)."""
+    for candidate in (error, getattr(error, "cause", None)):
+        if isinstance(candidate, RequestRejected):
             return candidate
     return None
 
@@ -309,6 +324,8 @@ class Stages:
             except BackPressureError as error:
                 raise StageOverloaded(stage, error.status_code, error.retry_after_s) from None
             except Exception as error:
+                if (rejected := _rejection(error)) is not None:
+                    raise StageRejected(stage, str(rejected)) from None
                 if not _replica_lost(error):
                     raise
                 if attempt >= self._retries:
@@ -374,6 +391,8 @@ class Stages:
             except BackPressureError as error:
                 raise StageOverloaded("generator", error.status_code, error.retry_after_s) from None
             except Exception as error:
+                if (rejected := _rejection(error)) is not None:
+                    raise StageRejected("generator", str(rejected)) from None
                 if not _replica_lost(error):
                     raise
                 if started or attempt >= self._retries:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from deployments.generator.prompting import PromptTooLongError
 from deployments.generator.protocol import GeneratedText, GenerationRequest
 from deployments.ingress.app import create_app
 from deployments.ingress.chat.protocol import ChatCompletionRequest
@@ -264,6 +265,29 @@ def test_a_stream_whose_client_goes_away_stops_the_generation(demo_index: Path) 
 
     received = asyncio.run(scenario())
     assert parse_sse("".join(received))[1]["choices"][0]["delta"]["content"] == "あ"
+
+
+class _TooLong:
+    """A generator whose model cannot fit the conversation, as the vLLM engine refuses it."""
+
+    model_name = "too-long"
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
+        raise PromptTooLongError("the conversation needs 3000 prompt tokens; at most 960 fit")
+        yield GeneratedText("")  # an async generator, as engines are
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_conversation_too_long_for_the_model_is_the_clients_error(
+    demo_index: Path, stream: bool
+) -> None:
+    app = create_app(local_stages(demo_index, generator=_TooLong()), CONFIG, RETRIEVAL)
+    with TestClient(app) as client:
+        response = client.post(CHAT, json=ask("香川県の県庁所在地は？", stream=stream))
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert "3000 prompt tokens" in error["message"] and error["code"] == "invalid_request"
+        assert client.get("/healthz").status_code == 200
 
 
 def test_the_server_keeps_serving_after_all_that(client: TestClient) -> None:

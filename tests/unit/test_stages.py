@@ -9,12 +9,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, RayServeException
 
 from deployments.generator.deployment import STARTED
+from deployments.generator.prompting import PromptTooLongError
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
-from deployments.ingress.stages import ServeHandle, StageOverloaded, Stages, StageUnavailable
+from deployments.ingress.stages import (
+    ServeHandle,
+    StageOverloaded,
+    StageRejected,
+    Stages,
+    StageUnavailable,
+)
 from deployments.passage import Hit, Passage
 from deployments.reranker.protocol import RerankScores
 
@@ -225,3 +232,19 @@ def test_a_stream_left_early_is_cancelled() -> None:
 
     asyncio.run(scenario())
     assert generate.sent[0].cancelled
+
+
+def test_a_request_the_stage_rejects_is_not_resent_and_says_why() -> None:
+    """What Ray delivers when the replica raised RequestRejected: a RayTaskError whose
+    cause is the stage's error."""
+    too_long = PromptTooLongError("the conversation needs 3000 prompt tokens")
+    wrapped = RayTaskError("generate_chunks", "traceback", too_long)
+    generate = FakeMethod([stream([STARTED], wrapped), stream([STARTED])])
+    client = stages(generator=FakeHandle(generate_chunks=generate))
+    with pytest.raises(StageRejected, match="3000 prompt tokens"):
+        asyncio.run(collect(client.generate(REQUEST)))
+    assert len(generate.sent) == 1
+    score = FakeMethod([fail(RayTaskError("score", "traceback", too_long))])
+    with pytest.raises(StageRejected) as raised:
+        asyncio.run(stages(reranker=FakeHandle(score=score)).score("q", ["d"]))
+    assert raised.value.stage == "reranker" and len(score.sent) == 1

@@ -41,6 +41,7 @@ from deployments.ingress.stages import (
     KnowledgeBaseNotFound,
     StageClient,
     StageOverloaded,
+    StageRejected,
     StageUnavailable,
 )
 from deployments.metrics import IngressMetrics
@@ -385,7 +386,7 @@ class ChatService:
             rewritten = await deadline.within(
                 _collect(pieces), "generator", self.config.generator_start_timeout_s
             )
-        except (StageTimeout, StageUnavailable, StageOverloaded) as error:
+        except (StageTimeout, StageUnavailable, StageOverloaded, StageRejected) as error:
             logger.warning("follow-up searched as it is (no rewrite): %s", error)
             return last
         finally:
