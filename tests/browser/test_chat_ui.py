@@ -138,7 +138,9 @@ def test_answer_streams_and_a_citation_opens_its_source(
     assert page.evaluate("document.activeElement.id") == selected.get_attribute("id")
     # Relevance reads as a label, never as a raw number.
     panel_text = panel.inner_text()
-    assert re.search(r"関連度: [高中低]", panel_text)
+    # (On this three-document corpus the lexical reranker's relevance stays under the
+    # medium threshold, so the sources carry no label at all.)
+    assert "関連度: 低" not in panel_text
     assert not re.search(r"\d\.\d", panel_text)
     screenshot(page, "desktop-answer-with-sources")
     page.keyboard.press("Escape")
@@ -424,6 +426,32 @@ def test_error_states_json_error_sse_error_degraded_and_retry(
     assert "再ランキングを使わずに" in notice and "the reranker stage is unavailable" in notice
     turn.locator("a.citation").click()
     assert "関連度" not in page.locator("#sources-list").inner_text()
+
+
+def test_relevance_reads_as_high_medium_or_nothing(browser_page: Any, tiny_server: str) -> None:
+    page = browser_page
+    open_page(page, tiny_server)
+
+    def source(index: int, relevance: float) -> dict[str, object]:
+        return {"index": index, "passage_id": f"p{index}", "doc_id": f"d{index}",
+                "title": f"資料{index}", "url": None, "text": "京都府の府庁所在地は京都市である。",
+                "score": 0.4, "rerank_score": 1.0, "relevance": relevance, "cited": True,
+                "metadata": {}}  # fmt: skip
+
+    body = sse(chunk("京都市です[1][2][3]"), chunk(None, sources=[
+        source(1, 0.9), source(2, 0.1), source(3, 0.01)
+    ]))  # fmt: skip
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(status=200, body=body, content_type="text/event-stream"),
+    )
+    turn = ask(page, "京都府の府庁所在地は？", 1)
+    turn.locator(".citation").first.click()
+    items = page.locator("#sources-panel li")
+    assert "関連度: 高" in items.nth(0).inner_text()
+    assert "関連度: 中" in items.nth(1).inner_text()
+    assert "関連度" not in items.nth(2).inner_text()
+    assert not re.search(r"\d\.\d", page.locator("#sources-panel").inner_text())
 
 
 def test_starting_up_is_shown_until_the_server_is_ready(
