@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import faiss
 import numpy as np
@@ -11,8 +12,12 @@ from numpy.typing import NDArray
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.embedder.factory import create_embedder
 from deployments.index.format import resolve_version_dir
-from deployments.retriever.config import RetrieverConfig
+from deployments.index.passages import PassageStore
+from deployments.passage import Hit
+from deployments.retriever.config import IndexConfig, KnowledgeBaseConfig, RetrieverConfig
+from deployments.retriever.deployment import Retriever
 from deployments.retriever.faiss_search import FaissRetriever
+from deployments.retriever.filters import MetadataFilter
 from deployments.retriever.search_parameters import SearchParameters, faiss_parameters
 from serve.demo import DEMO_CORPUS
 from serve.indexing.build import BuildSettings, build_index
@@ -130,3 +135,53 @@ def test_auto_build_records_the_chosen_factory(tmp_path: Path) -> None:
     assert manifest.faiss_factory.startswith("IVF") and manifest.faiss_factory.endswith("RFlat")
     roomy = BuildSettings(faiss_factory="auto", progress=False)
     assert build_index([DEMO_CORPUS], root, HashingEmbedderConfig(), roomy).faiss_factory == "Flat"
+
+
+class RecordingRetriever(FaissRetriever):
+    """The FAISS engine, noting the parameters of every search call it gets."""
+
+    calls: ClassVar[list[tuple[int, SearchParameters | None]]] = []
+
+    def search(
+        self,
+        queries: NDArray[np.float32],
+        top_k: int,
+        where: MetadataFilter | None = None,
+        params: SearchParameters | None = None,
+    ) -> list[list[Hit]]:
+        RecordingRetriever.calls.append((len(queries), params))
+        return super().search(queries, top_k, where, params)
+
+
+def test_the_retriever_deployment_searches_with_the_requests_parameters(tmp_path: Path) -> None:
+    root = tmp_path / "index"
+    settings = BuildSettings(faiss_factory="IVF4,Flat", progress=False)
+    build_index([DEMO_CORPUS], root, HashingEmbedderConfig(), settings)
+
+    def engine(config: RetrieverConfig, index: IndexConfig, version_dir: Path) -> FaissRetriever:
+        return RecordingRetriever(version_dir, config)
+
+    retriever = Retriever(
+        RetrieverConfig(search_parameters={"nprobe": 1}),
+        [KnowledgeBaseConfig(name="wiki", path=str(root))],
+        engine_cls=engine,
+    )
+    version_dir = resolve_version_dir(root)
+    passages = PassageStore(version_dir)
+    embedder = create_embedder(HashingEmbedderConfig(), version_dir)
+    vectors = embedder.embed_passages([passages[i].document_text for i in range(0, 188, 9)])
+    wide = SearchParameters(nprobe=4)
+
+    async def ask() -> list[list[Hit]]:
+        every = [retriever.search(v, 1, params=wide) for v in vectors]
+        return list(await asyncio.gather(*every, retriever.search(vectors[0], 1)))
+
+    RecordingRetriever.calls.clear()
+    found = asyncio.run(ask())
+    assert [hits[0].passage.id for hits in found[:-1]] == [
+        passages[i].id for i in range(0, 188, 9)
+    ]  # every list probed: each passage finds itself
+    assert {params for _, params in RecordingRetriever.calls} == {wide, None}
+    # Requests with different parameters never share a FAISS call.
+    assert sum(n for n, params in RecordingRetriever.calls if params == wide) == len(vectors)
+    passages.close()
