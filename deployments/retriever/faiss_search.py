@@ -37,11 +37,12 @@ one by one, from their stored vectors, when at most this many rows match."""
 GPU_MAX_K = 2048
 """The most neighbours FAISS's GPU indexes return for one query."""
 FILTER_CACHE_SIZE = 128
-MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+"""Filters whose matching rows a knowledge base keeps (a row list each)."""
+MMAP_FLAGS = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | getattr(faiss, "IO_FLAG_READ_ONLY", 0)
 """read_index flags that map an index's flat vector storage (Flat, HNSW's vectors, the
 full vectors of a re-scored IVF-PQ) from the file, shared by the replicas of a node
-through the page cache, instead of copying it; IVF lists are read into memory."""
-"""Filters whose matching rows a knowledge base keeps (a row list each)."""
+through the page cache, instead of copying it; IVF lists are read into memory. A FAISS
+without them (an older release) reads the whole file."""
 
 
 class FaissRetriever:

@@ -37,7 +37,7 @@ _FAISS: Any = faiss
 
 WIKIPEDIA_PASSAGES = 5_300_000
 """Passages of Japanese Wikipedia cut at 400 characters (jawiki 2023-04-03)."""
-MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+MMAP_FLAGS = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | getattr(faiss, "IO_FLAG_READ_ONLY", 0)
 """read_index flags that memory-map an index's flat vector storage (IndexFlat, the
 full vectors of IndexRefineFlat, the storage of HNSW) instead of copying it."""
 RECALL_AT = 10
