@@ -28,8 +28,8 @@ from deployments.generator.vllm import (
 VLLM_MISSING = importlib.util.find_spec("vllm") is None
 needs_vllm = pytest.mark.skipif(
     VLLM_MISSING,
-    reason="vLLM is not installed (pip install 'ja-rag-serve[gpu]'; its wheel needs CUDA "
-    "PyTorch, so CPU-only test environments leave it out)",
+    reason="vLLM is not installed in this environment (the dev extra leaves it out: its "
+    "pins conflict); `make test-production` runs the real engine in a venv of its own",
 )
 
 CONFIG = VLLMGeneratorConfig(
