@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from deployments.config import StrictConfig
+from deployments.retriever.search_parameters import SearchParameters
 
 FOLLOW_UP_PROMPT_JA = (
     "あなたは検索クエリを作るアシスタントです。会話の最後の質問を、それまでの会話を読まなくても"
@@ -306,6 +307,19 @@ class RetrievalDefaults(StrictConfig):
         "reranker is unavailable).",
     )
 
-    def resolve(self, top_k: int | None, top_n: int | None) -> RetrievalDefaults:
+    search: SearchParameters | None = Field(
+        None,
+        description="FAISS search settings of one request (nprobe, ef_search) over the "
+        "retriever's search_parameters; none by default.",
+    )
+
+    def resolve(
+        self,
+        top_k: int | None,
+        top_n: int | None,
+        search: SearchParameters | None = None,
+    ) -> RetrievalDefaults:
         """The settings of one request: its own where it gives them, else these."""
-        return RetrievalDefaults(top_k=top_k or self.top_k, top_n=top_n or self.top_n)
+        return RetrievalDefaults(
+            top_k=top_k or self.top_k, top_n=top_n or self.top_n, search=search or self.search
+        )

@@ -39,6 +39,7 @@ from deployments.reranker.deployment import Reranker
 from deployments.reranker.protocol import RerankScores
 from deployments.retriever.deployment import Retriever, UnknownKnowledgeBase
 from deployments.retriever.filters import MetadataFilter
+from deployments.retriever.search_parameters import SearchParameters
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class StageClient(Protocol):
         top_k: int,
         knowledge_base: str | None = None,
         where: MetadataFilter | None = None,
+        params: SearchParameters | None = None,
     ) -> list[Hit]: ...
 
     async def knowledge_bases(self) -> list[dict[str, Any]]: ...
@@ -339,6 +341,7 @@ class Stages:
         top_k: int,
         knowledge_base: str | None = None,
         where: MetadataFilter | None = None,
+        params: SearchParameters | None = None,
     ) -> list[Hit]:
         """The ``top_k`` passages of ``knowledge_base`` (default: the retriever's first)
         nearest ``query``, only those matching ``where`` when given; raises
@@ -349,7 +352,9 @@ class Stages:
         try:
             return await self._call(
                 "retriever",
-                lambda: self.retriever.call(Retriever.search, vector, top_k, knowledge_base, where),
+                lambda: self.retriever.call(
+                    Retriever.search, vector, top_k, knowledge_base, where, params
+                ),
             )
         except Exception as error:
             unknown = unknown_knowledge_base(error)

@@ -101,6 +101,8 @@ CHAT_CASES: list[tuple[object, int, str]] = [
     (ask("x", rag={"top_k": 0}), 400, "rag.top_k"),
     (ask("x", rag={"top_k": 10**6}), 400, "rag.top_k"),
     (ask("x", rag={"top_n": -1}), 400, "rag.top_n"),
+    (ask("x", rag={"nprobe": 0}), 400, "rag.nprobe"),
+    (ask("x", rag={"ef_search": "many"}), 400, "rag.ef_search"),
     (ask("x", rag={"index": "wikipedia"}), 400, "rag.index"),
 ]
 

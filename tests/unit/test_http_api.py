@@ -227,3 +227,10 @@ def test_models_and_health(client: TestClient) -> None:
     assert body["status"] == "ok"
     assert set(body["stages"]) == {"embedder", "retriever", "reranker", "generator"}
     assert body["index"]["passages"] == 188
+
+
+def test_search_settings_of_a_request_are_accepted(client: TestClient) -> None:
+    body = ask(QUESTION, rag={"nprobe": 16, "ef_search": 64, "top_n": 2})
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["sources"]) == 2

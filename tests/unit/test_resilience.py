@@ -24,6 +24,7 @@ from deployments.ingress.stages import StageClient, StageOverloaded, StageUnavai
 from deployments.passage import Hit
 from deployments.reranker.protocol import RerankScores
 from deployments.retriever.filters import MetadataFilter
+from deployments.retriever.search_parameters import SearchParameters
 from tests.support import RETRIEVAL, local_stages, parse_sse
 
 QUESTION = "香川県の県庁所在地はどこですか？"
@@ -67,9 +68,10 @@ class FaultyStages:
         top_k: int,
         knowledge_base: str | None = None,
         where: MetadataFilter | None = None,
+        params: SearchParameters | None = None,
     ) -> list[Hit]:
         await self._fault("retriever")
-        return await self.inner.retrieve(query, top_k, knowledge_base, where)
+        return await self.inner.retrieve(query, top_k, knowledge_base, where, params)
 
     async def knowledge_bases(self) -> list[dict[str, Any]]:
         await self._fault("retriever")

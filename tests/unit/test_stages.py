@@ -24,6 +24,7 @@ from deployments.ingress.stages import (
 )
 from deployments.passage import Hit, Passage
 from deployments.reranker.protocol import RerankScores
+from deployments.retriever.search_parameters import SearchParameters
 
 
 class FakeResponse:
@@ -248,3 +249,13 @@ def test_a_request_the_stage_rejects_is_not_resent_and_says_why() -> None:
     with pytest.raises(StageRejected) as raised:
         asyncio.run(stages(reranker=FakeHandle(score=score)).score("q", ["d"]))
     assert raised.value.stage == "reranker" and len(score.sent) == 1
+
+
+def test_a_requests_search_settings_reach_the_retriever() -> None:
+    embed = FakeMethod([answer("the vector")])
+    search = FakeMethod([answer([])])
+    client = stages(embedder=FakeHandle(embed_query=embed), retriever=FakeHandle(search=search))
+    params = SearchParameters(nprobe=64, ef_search=200)
+    assert asyncio.run(client.retrieve("q", 5, "docs", None, params)) == []
+    (arguments,) = search.arguments
+    assert arguments[1:] == (5, "docs", None, params)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deployments.ingress.validation import Text
 from deployments.passage import Hit, MetadataValue
+from deployments.retriever.search_parameters import SearchParameters
 
 
 class _Lenient(BaseModel):
@@ -58,6 +59,19 @@ class RagOptions(BaseModel):
         description="Knowledge base to answer from (default: the model id's, 'ja-rag/<name>', "
         "or the first one).",
     )
+    nprobe: int | None = Field(
+        None, ge=1, le=65536, description="IVF indexes: inverted lists probed (recall vs speed)."
+    )
+    ef_search: int | None = Field(
+        None, ge=1, le=65536, description="HNSW indexes: candidates kept while searching."
+    )
+
+    @property
+    def search(self) -> SearchParameters | None:
+        """The FAISS settings the request asks for, if any."""
+        if self.nprobe is None and self.ef_search is None:
+            return None
+        return SearchParameters(nprobe=self.nprobe, ef_search=self.ef_search)
 
 
 class ChatCompletionRequest(_Lenient):

@@ -115,7 +115,7 @@ class ChatService:
         notices: list[str] = []
         if with_retrieval:
             rag = request.rag or RagOptions()
-            options = self.defaults.resolve(rag.top_k, rag.top_n)
+            options = self.defaults.resolve(rag.top_k, rag.top_n, rag.search)
 
             async def search(query: str, subject: str | None) -> list[Hit]:
                 return await self._search(
@@ -334,7 +334,8 @@ class ChatService:
         and the answer says so (once)."""
         try:
             candidates = await deadline.within(
-                self.stages.retrieve(query, options.top_k, knowledge_base), "retriever"
+                self.stages.retrieve(query, options.top_k, knowledge_base, params=options.search),
+                "retriever",
             )
         except KnowledgeBaseNotFound as error:
             raise APIError(404, str(error), "model_not_found", "model") from None
