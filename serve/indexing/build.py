@@ -23,6 +23,7 @@ from deployments.index.format import (
     FAISS_FILE,
     FORMAT_VERSION,
     ChunkingSettings,
+    EmbedderIdentity,
     IndexManifest,
     finish_manifest,
     new_version_name,
@@ -143,28 +144,56 @@ def build_index(
             store.close()
             discard_vectors(building)
         faiss.write_index(index, str(building / FAISS_FILE))
-        version = new_version_name()
-        manifest = finish_manifest(
+        manifest = publish_version(
             building,
-            IndexManifest(
-                format_version=FORMAT_VERSION,
-                version=version,
-                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                embedder=identity,
-                faiss_factory=settings.faiss_factory,
-                num_passages=int(index.ntotal),
-                num_documents=num_documents,
-                chunking=settings.chunking,
-                sources=[str(s) for s in sources],
-                files={},
-            ),
+            out,
+            embedder=identity,
+            faiss_factory=settings.faiss_factory,
+            num_passages=int(index.ntotal),
+            num_documents=num_documents,
+            chunking=settings.chunking,
+            sources=[str(s) for s in sources],
+            make_current=settings.make_current,
         )
-        publish(building, out, version, make_current=settings.make_current)
         discard_shards(out)
         return manifest
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
+
+
+def publish_version(
+    building: Path,
+    out: Path,
+    *,
+    embedder: EmbedderIdentity,
+    faiss_factory: str,
+    num_passages: int,
+    num_documents: int,
+    chunking: ChunkingSettings,
+    sources: list[str],
+    make_current: bool,
+) -> IndexManifest:
+    """The manifest of a complete version in ``building`` written (checksums last), and
+    the version published under ``out``."""
+    version = new_version_name()
+    manifest = finish_manifest(
+        building,
+        IndexManifest(
+            format_version=FORMAT_VERSION,
+            version=version,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            embedder=embedder,
+            faiss_factory=faiss_factory,
+            num_passages=num_passages,
+            num_documents=num_documents,
+            chunking=chunking,
+            sources=sources,
+            files={},
+        ),
+    )
+    publish(building, out, version, make_current=make_current)
+    return manifest
 
 
 def _write_passages(

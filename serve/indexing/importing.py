@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -34,19 +33,15 @@ from deployments.embedder.factory import create_embedder
 from deployments.embedder.sentence_transformers import sentence_transformers_identity
 from deployments.index.format import (
     FAISS_FILE,
-    FORMAT_VERSION,
     ChunkingSettings,
     EmbedderIdentity,
     IndexManifest,
-    finish_manifest,
-    new_version_name,
-    publish,
     start_version,
 )
 from deployments.index.passages import PassageStore, PassageStoreWriter
 from deployments.lexical.stats import LexicalStats
 from deployments.passage import Passage
-from serve.indexing.build import BuildSettings, build_faiss
+from serve.indexing.build import BuildSettings, build_faiss, publish_version
 from serve.indexing.corpus import read_documents
 
 logger = logging.getLogger(__name__)
@@ -177,24 +172,17 @@ def import_index(
             built = build_faiss(embedder.dimension, num_vectors, rows, build)
             faiss.write_index(built, str(building / FAISS_FILE))
             factory = settings.faiss_factory
-        version = new_version_name()
-        manifest = finish_manifest(
+        return publish_version(
             building,
-            IndexManifest(
-                format_version=FORMAT_VERSION,
-                version=version,
-                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                embedder=identity,
-                faiss_factory=factory,
-                num_passages=num_passages,
-                num_documents=num_passages,
-                chunking=ChunkingSettings(max_chars=longest, overlap_chars=0),
-                sources=[str(passages), str(given)],
-                files={},
-            ),
+            out,
+            embedder=identity,
+            faiss_factory=factory,
+            num_passages=num_passages,
+            num_documents=num_passages,
+            chunking=ChunkingSettings(max_chars=longest, overlap_chars=0),
+            sources=[str(passages), str(given)],
+            make_current=settings.make_current,
         )
-        publish(building, out, version, make_current=settings.make_current)
-        return manifest
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
