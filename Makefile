@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_INDEX := indexes/demo
 DEMO_CORPUS := serve/demo/prefectures.jsonl
 
-.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability cluster-test test-production bench bench-autoscale clean
+.PHONY: install install-dev browser-deps demo demo-index test lint unit integration reliability cluster-test test-production bench bench-vllm bench-autoscale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +117,12 @@ $(PRODUCTION_VENV)/.installed: pyproject.toml $(PRODUCTION_REQS)
 
 test-production: $(PRODUCTION_VENV)/.installed
 	$(PRODUCTION_BIN)/pytest tests/production -p no:cacheprovider --durations=5
+
+# Streaming through the graph against vLLM's own OpenAI server on the production tier's
+# tiny model (docs/performance.md): 1, 8 and 32 streams, one side after the other.
+bench-vllm: $(PRODUCTION_VENV)/.installed
+	mkdir -p bench-results
+	$(PRODUCTION_BIN)/jarag bench vllm --json bench-results/vllm_streaming.json
 
 clean:
 	rm -rf $(VENV) $(PRODUCTION_VENV) indexes .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deployments.extras import require
-from serve.bench import autoscale, engine_throughput, index_types
+from serve.bench import autoscale, engine_throughput, index_types, vllm_streaming
 from serve.bench.model_batching import BatchingBenchmark, run
 from serve.bench.random_models import ENCODER_SHAPES
 from serve.bench.report import REPORT_END, REPORT_START
@@ -88,6 +88,15 @@ def register(commands: Any) -> None:
     )
     index_types.add_arguments(index)
     index.set_defaults(run=index_types.main)
+    streaming = bench_commands.add_parser(
+        "vllm",
+        help="streamed output tokens per second and time to first token at 1, 8 and 32 "
+        "concurrent streams, through the graph's chat endpoint against vLLM's own OpenAI "
+        "server on the same tiny model with the same engine settings, and the Generator "
+        "deployment alone through a handle (needs vLLM: make bench-vllm)",
+    )
+    vllm_streaming.add_arguments(streaming)
+    streaming.set_defaults(run=vllm_streaming.main)
     _register_autoscale(bench_commands)
 
 
