@@ -505,6 +505,7 @@ class Measurement:
             },
             "engine": self.engine,
             "cpus": os.cpu_count(),
+            "ray_serve_settings": serve_settings(),
             "load": self.load,
             "sides": sides,
         }
@@ -599,6 +600,12 @@ def run(settings: VLLMBenchSettings, out: IO[str]) -> Measurement:
     return measurement
 
 
+def serve_settings() -> dict[str, str]:
+    """The RAY_SERVE_* environment of this process, which the graph's Ray processes
+    inherit (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1, set before the command starts)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
+
+
 def report(measurement: Measurement) -> str:
     sides = list(measurement.sides.values())
     names = {s.name for s in sides}
@@ -624,6 +631,8 @@ def report(measurement: Measurement) -> str:
         )
     load = ", ".join(f"{name} {a:.2f}->{b:.2f}" for name, (a, b) in measurement.load.items())
     lines.append(f"load average (1 min) before->after each side on {os.cpu_count()} CPUs: {load}")
+    settings = " ".join(f"{k}={v}" for k, v in serve_settings().items()) or "none (defaults)"
+    lines.append(f"Ray Serve settings from the environment: {settings}")
     return "\n".join(lines) + "\n"
 
 
