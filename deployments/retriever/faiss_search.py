@@ -6,7 +6,6 @@ import functools
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
@@ -27,8 +26,6 @@ from deployments.retriever.filters import MetadataFilter
 from deployments.retriever.search_parameters import SearchParameters, faiss_parameters
 
 logger = logging.getLogger(__name__)
-_FAISS: Any = faiss
-"""FAISS's search parameters take keyword arguments its type stubs do not declare."""
 
 EXACT_FILTERED_ROWS = 20_000
 """A filtered search that the index's own search with a selector cannot answer in full
@@ -88,7 +85,8 @@ class FaissRetriever:
     ) -> list[list[Hit]]:
         """The ``top_k`` passages nearest each query row, best first; with ``where``,
         only passages whose metadata match it (``top_k`` of them when that many do);
-        ``params`` overrides nprobe / efSearch / k_factor for this search (unfiltered)."""
+        ``params`` overrides nprobe / efSearch / k_factor for this search, filtered or
+        not."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dimension:
             raise ValueError(f"queries must have shape (n, {self.dimension}), got {queries.shape}")
@@ -96,16 +94,13 @@ class FaissRetriever:
         # dimensions may share the process (it only chooses how distances are computed).
         faiss.cvar.distance_compute_blas_threshold = self._blas_threshold
         if where is not None:
-            scores, rows = self._search_rows(queries, top_k, self.matching_rows(where))
+            wanted = params or SearchParameters()
+            scores, rows = self._search_rows(queries, top_k, self.matching_rows(where), wanted)
         else:
             k = min(top_k, self.manifest.num_passages)
             if k == 0:
                 return [[] for _ in range(len(queries))]
-            faiss_params = None if params is None else faiss_parameters(self.index, params)
-            if faiss_params is None:
-                scores, rows = self.index.search(queries, k)
-            else:
-                scores, rows = self.index.search(queries, k, params=faiss_params)
+            scores, rows = self._search(queries, k, params)
         return [
             [
                 Hit(passage=self.passages[int(row)], score=float(score))
@@ -134,24 +129,40 @@ class FaissRetriever:
                 self._metadata = [p.metadata for p in self.passages]
             return self._metadata
 
-    def _search_rows(
-        self, queries: NDArray[np.float32], top_k: int, rows: NDArray[np.int64]
+    def _search(
+        self, queries: NDArray[np.float32], k: int, params: SearchParameters | None
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """Search among ``rows`` only: FAISS's own search with a selector where the index
-        takes one and it finds enough; the matching rows scored exactly from their
-        stored vectors where few match; otherwise searches for ever more neighbours
-        (doubling, at most the whole index) keeping those that match."""
+        """The index's own search, with ``params`` where given and the index takes them."""
+        faiss_params = None if params is None else faiss_parameters(self.index, params)
+        if faiss_params is None:
+            return self.index.search(queries, k)
+        return self.index.search(queries, k, params=faiss_params)
+
+    def _search_rows(
+        self,
+        queries: NDArray[np.float32],
+        top_k: int,
+        rows: NDArray[np.int64],
+        wanted: SearchParameters,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Search among ``rows`` only, with the ``wanted`` settings: FAISS's own search
+        with a selector where the index takes one and it finds enough; the matching rows
+        scored exactly from their stored vectors where few match; otherwise searches for
+        ever more neighbours (doubling, at most the whole index) keeping those that
+        match."""
         n = len(queries)
         k = min(top_k, len(rows))
         if k == 0:
             return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
-        found = self._selector_search(queries, k, rows)
+        found = self._selector_search(queries, k, rows, wanted)
         if found is not None and _enough(found[1], k):
             return found
-        if found is not None and isinstance(self.index, faiss.IndexIVF):
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if found is not None and ivf is not None:
             # The probed lists held too few matching rows: probe them all (only the
             # matching rows' distances are computed).
-            found = self._selector_search(queries, k, rows, every_list=True)
+            every_list = wanted.model_copy(update={"nprobe": int(ivf.nlist)})
+            found = self._selector_search(queries, k, rows, every_list)
             if found is not None and _enough(found[1], k):
                 return found
         if len(rows) <= EXACT_FILTERED_ROWS:
@@ -160,17 +171,17 @@ class FaissRetriever:
                 return exact
         if found is not None:
             return found
-        return self._overfetch_search(queries, k, rows)
+        return self._overfetch_search(queries, k, rows, wanted)
 
     def _selector_search(
         self,
         queries: NDArray[np.float32],
         k: int,
         rows: NDArray[np.int64],
-        every_list: bool = False,
+        wanted: SearchParameters,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]] | None:
         selector = faiss.IDSelectorBatch(rows)  # must outlive the search
-        params = _search_parameters(self.index, selector, every_list)
+        params = faiss_parameters(self.index, wanted, selector)
         if params is None:
             return None
         try:
@@ -192,19 +203,23 @@ class FaissRetriever:
         return np.take_along_axis(similarities, order, axis=1), rows[order]
 
     def _overfetch_search(
-        self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]
+        self,
+        queries: NDArray[np.float32],
+        k: int,
+        rows: NDArray[np.int64],
+        wanted: SearchParameters,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         # FAISS on a GPU returns at most GPU_MAX_K neighbours per query.
         total = self.manifest.num_passages
         if self._gpu_resources is not None:
             total = min(total, GPU_MAX_K)
-        wanted = min(max(k * 4, 64), total)
+        fetched = min(max(k * 4, 64), total)
         while True:
-            scores, found = self.index.search(queries, wanted)
+            scores, found = self._search(queries, fetched, wanted)
             keep = np.isin(found, rows) & (found >= 0)
-            if _enough(np.where(keep, 0, -1), k) or wanted >= total:
+            if _enough(np.where(keep, 0, -1), k) or fetched >= total:
                 break
-            wanted = min(wanted * 2, total)
+            fetched = min(fetched * 2, total)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         out_rows = np.full((len(queries), k), -1, dtype=np.int64)
         for i in range(len(queries)):
@@ -220,20 +235,6 @@ class FaissRetriever:
 def _enough(rows: NDArray[np.int64], k: int) -> bool:
     """Whether every query found ``k`` rows."""
     return bool((rows >= 0).sum(axis=1).min() >= k)
-
-
-def _search_parameters(index: faiss.Index, selector: object, every_list: bool = False) -> Any:
-    """Search parameters carrying ``selector`` of the index's own kind (an IVF index
-    keeps its nprobe, or probes ``every_list``; HNSW keeps its efSearch); None for an
-    index FAISS cannot filter."""
-    if isinstance(index, faiss.IndexIVF):
-        nprobe = index.nlist if every_list else index.nprobe
-        return _FAISS.SearchParametersIVF(sel=selector, nprobe=nprobe)
-    if isinstance(index, faiss.IndexHNSW):
-        return _FAISS.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
-    if isinstance(index, faiss.IndexFlat):
-        return _FAISS.SearchParameters(sel=selector)
-    return None
 
 
 def gpu_count() -> int:

@@ -32,6 +32,15 @@ class SearchParameters(StrictConfig):
         "as a multiple of top_k.",
     )
 
+    @classmethod
+    def given(
+        cls, nprobe: int | None = None, ef_search: int | None = None
+    ) -> SearchParameters | None:
+        """The settings a request asks for; None when it asks for none."""
+        if nprobe is None and ef_search is None:
+            return None
+        return cls(nprobe=nprobe, ef_search=ef_search)
+
 
 def faiss_parameters(
     index: faiss.Index, wanted: SearchParameters, selector: object | None = None

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from deployments.embedder.config import HashingEmbedderConfig
 from deployments.ingress.app import create_app
 from deployments.ingress.config import AuthConfig, IngressConfig, ScopedKey
+from deployments.retriever.search_parameters import SearchParameters
 from serve.app import in_process_stages
 from serve.config import AppConfig
 from serve.indexing.build import BuildSettings, build_index
@@ -87,13 +88,11 @@ def client(demo_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def dify_body(knowledge_id: str, query: str, top_k: int = 3, **extra: Any) -> dict[str, Any]:
-    """A body as Dify's ExternalDatasetService posts it."""
-    return {
-        "knowledge_id": knowledge_id,
-        "query": query,
-        "retrieval_setting": {"top_k": top_k, "score_threshold": 0.0},
-        **extra,
-    }
+    """A body as Dify's ExternalDatasetService posts it; ``nprobe`` and ``ef_search``
+    among ``extra`` go in its retrieval_setting (this server's own fields)."""
+    setting = {"top_k": top_k, "score_threshold": 0.0}
+    setting |= {k: extra.pop(k) for k in ("nprobe", "ef_search") if k in extra}
+    return {"knowledge_id": knowledge_id, "query": query, "retrieval_setting": setting, **extra}
 
 
 def retrieve(client: TestClient, body: dict[str, Any], key: str = FULL_KEY) -> Any:
@@ -196,6 +195,8 @@ def test_dify_registration_probe_gets_400_with_a_valid_key(client: TestClient) -
     [
         ({"knowledge_id": "prefectures", "query": "京都"}, "retrieval_setting"),
         (dify_body("prefectures", "京都", 0), "top_k"),
+        (dify_body("prefectures", "京都", nprobe=0), "nprobe"),
+        (dify_body("prefectures", "京都", ef_search=0), "ef_search"),
         (dify_body("prefectures", "   "), "query is empty"),
         (
             dify_body(
@@ -226,6 +227,29 @@ def test_malformed_requests_are_400(
     assert response.status_code == 400
     assert response.json()["error_code"] == 400
     assert fragment in response.json()["error_msg"]
+
+
+def test_search_settings_in_retrieval_setting_reach_the_retriever(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nprobe / ef_search, which Dify never sends, become the search's parameters; a
+    body without them searches with the index's own settings."""
+    stages = client.app.state.stages  # type: ignore[attr-defined]
+    asked: list[SearchParameters | None] = []
+    retrieve_with = stages.retrieve
+
+    async def recording(*args: Any, **kwargs: Any) -> Any:
+        asked.append(args[4] if len(args) > 4 else kwargs.get("params"))
+        return await retrieve_with(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "retrieve", recording)
+    question = "香川県の県庁所在地はどこですか？"
+    plain = retrieve(client, dify_body("prefectures", question))
+    tuned = retrieve(client, dify_body("prefectures", question, nprobe=8, ef_search=64))
+    assert plain.status_code == tuned.status_code == 200
+    assert asked == [None, SearchParameters(nprobe=8, ef_search=64)]
+    # The demo index is exact (Flat): the settings change nothing there.
+    assert tuned.json() == plain.json()
 
 
 def test_a_key_from_the_key_file_is_accepted(client: TestClient) -> None:

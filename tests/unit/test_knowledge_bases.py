@@ -317,7 +317,7 @@ def test_an_index_that_takes_no_selector_is_searched_by_fetching_more(
     vector = query_vector(catalogue_index, "食についての資料")
     where = only("category", "is", "歴史")
     expected = catalogue.search(vector, 6, where)[0]
-    monkeypatch.setattr(faiss_search, "_search_parameters", lambda *_: None)
+    monkeypatch.setattr(faiss_search, "faiss_parameters", lambda *_: None)
     monkeypatch.setattr(faiss_search, "EXACT_FILTERED_ROWS", 0)
     fetched = catalogue.search(vector, 6, where)[0]
     assert [h.score for h in fetched] == pytest.approx([h.score for h in expected])

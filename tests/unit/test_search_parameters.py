@@ -17,11 +17,13 @@ from deployments.passage import Hit
 from deployments.retriever.config import IndexConfig, KnowledgeBaseConfig, RetrieverConfig
 from deployments.retriever.deployment import Retriever
 from deployments.retriever.faiss_search import FaissRetriever
-from deployments.retriever.filters import MetadataFilter
+from deployments.retriever.filters import Condition, MetadataFilter
 from deployments.retriever.search_parameters import SearchParameters, faiss_parameters
 from serve.demo import DEMO_CORPUS
 from serve.indexing.build import BuildSettings, build_index
 from serve.indexing.factory import choose_factory, nlist_for, pq_subquantizers
+from serve.indexing.importing import DeclaredEmbedder, ImportSettings, import_index
+from tests.support import write_jsonl
 
 GIB = 2**30
 
@@ -185,3 +187,110 @@ def test_the_retriever_deployment_searches_with_the_requests_parameters(tmp_path
     # Requests with different parameters never share a FAISS call.
     assert sum(n for n, params in RecordingRetriever.calls if params == wide) == len(vectors)
     passages.close()
+
+
+GROUP_0 = MetadataFilter((Condition.create("group", "=", 0),))
+
+
+@pytest.fixture(scope="module")
+def vectors64() -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Corpus and queries of the built-in embedder's least dimension, to import."""
+    return _vectors(4_000, 64, 2), _vectors(30, 64, 3)
+
+
+def _imported(folder: Path, vectors: NDArray[np.float32], index: faiss.Index) -> FaissRetriever:
+    """``index`` (made with the FAISS API from ``vectors``) imported with passages whose
+    metadata ``group`` is the row number modulo 4 (row 8 alone has a ``tag``); the
+    engine over it, at the index's own settings (nprobe 1, efSearch 16)."""
+    records = [
+        {"id": f"p{i}", "title": f"段落{i}", "text": f"段落{i}の本文", "group": i % 4}
+        | ({"tag": "稀"} if i == 8 else {})
+        for i in range(len(vectors))
+    ]
+    passages = write_jsonl(folder / "passages.jsonl", records)
+    faiss.write_index(index, str(folder / "index.faiss"))
+    dimension = vectors.shape[1]
+    config = HashingEmbedderConfig(dimension=dimension)
+    declared = DeclaredEmbedder(config=config, dimension=dimension)
+    root = folder / "index"
+    import_index(
+        passages,
+        root,
+        declared,
+        faiss_index=folder / "index.faiss",
+        settings=ImportSettings(progress=False),
+    )
+    return FaissRetriever(resolve_version_dir(root), RetrieverConfig())
+
+
+def _filtered_truth(
+    corpus: NDArray[np.float32], queries: NDArray[np.float32], k: int
+) -> NDArray[np.int64]:
+    rows = np.arange(0, len(corpus), 4)
+    exact = faiss.IndexFlatIP(corpus.shape[1])
+    exact.add(corpus[rows])
+    return rows[exact.search(queries, k)[1]]
+
+
+def _rows(hits: list[list[Hit]]) -> NDArray[np.int64]:
+    return np.array([[int(h.passage.id[1:]) for h in row] for row in hits])
+
+
+def test_a_filtered_ivf_search_probes_the_lists_the_request_asks_for(
+    vectors64: tuple[NDArray[np.float32], NDArray[np.float32]], tmp_path: Path
+) -> None:
+    corpus, queries = vectors64
+    ivf: Any = faiss.index_factory(64, "IVF16,Flat", faiss.METRIC_INNER_PRODUCT)
+    ivf.train(corpus)
+    ivf.add(corpus)
+    ivf.nprobe = 1
+    retriever = _imported(tmp_path, corpus, ivf)
+    truth = _filtered_truth(corpus, queries, 10)
+    one = _rows(retriever.search(queries, 10, GROUP_0, SearchParameters(nprobe=1)))
+    every = _rows(retriever.search(queries, 10, GROUP_0, SearchParameters(nprobe=16)))
+    default = _rows(retriever.search(queries, 10, GROUP_0))
+    assert (every % 4 == 0).all() and (one % 4 == 0).all() and one.shape == (30, 10)
+    assert _recall(every, truth) == 1.0
+    assert _recall(one, truth) < 0.9  # one list probed: matches in the others missed
+    assert np.array_equal(default, one), "without parameters: the index's own nprobe"
+    # Where the probed list holds too few matching rows, every list is still probed.
+    rare = MetadataFilter((Condition.create("tag", "not empty"),))
+    assert [row[0].passage.id for row in retriever.search(queries, 3, rare)] == ["p8"] * 30
+    retriever.close()
+
+
+def test_a_filtered_hnsw_search_keeps_the_candidates_the_request_asks_for(
+    vectors64: tuple[NDArray[np.float32], NDArray[np.float32]], tmp_path: Path
+) -> None:
+    corpus, queries = vectors64
+    hnsw: Any = faiss.index_factory(64, "HNSW8", faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 40
+    hnsw.add(corpus)
+    retriever = _imported(tmp_path, corpus, hnsw)
+    truth = _filtered_truth(corpus, queries, 10)
+    narrow = _rows(retriever.search(queries, 10, GROUP_0, SearchParameters(ef_search=10)))
+    deep = _rows(retriever.search(queries, 10, GROUP_0, SearchParameters(ef_search=1000)))
+    assert narrow.shape == deep.shape == (30, 10)
+    assert _recall(deep, truth) > 0.99
+    assert _recall(narrow, truth) < 0.8
+    retriever.close()
+
+
+def test_a_filtered_search_of_a_re_scored_index_takes_the_requests_k_factor(
+    vectors64: tuple[NDArray[np.float32], NDArray[np.float32]], tmp_path: Path
+) -> None:
+    corpus, queries = vectors64
+    refined: Any = faiss.index_factory(64, "IVF16,PQ8x4np,RFlat", faiss.METRIC_INNER_PRODUCT)
+    refined.train(corpus)
+    refined.add(corpus)
+    retriever = _imported(tmp_path, corpus, refined)
+    truth = _filtered_truth(corpus, queries, 10)
+
+    def found(nprobe: int, k_factor: float) -> NDArray[np.int64]:
+        wanted = SearchParameters(nprobe=nprobe, k_factor=k_factor)
+        return _rows(retriever.search(queries, 10, GROUP_0, wanted))
+
+    assert _recall(found(16, 100), truth) > 0.95
+    assert _recall(found(16, 1), truth) < 0.9  # k_factor reaches the re-scoring
+    assert _recall(found(1, 100), truth) < 0.9  # nprobe reaches the IVF-PQ below
+    retriever.close()

@@ -69,9 +69,7 @@ class RagOptions(BaseModel):
     @property
     def search(self) -> SearchParameters | None:
         """The FAISS settings the request asks for, if any."""
-        if self.nprobe is None and self.ef_search is None:
-            return None
-        return SearchParameters(nprobe=self.nprobe, ef_search=self.ef_search)
+        return SearchParameters.given(self.nprobe, self.ef_search)
 
 
 class ChatCompletionRequest(_Lenient):

@@ -2,6 +2,8 @@
 
 Dify sends ``{knowledge_id, query, retrieval_setting: {top_k, score_threshold},
 metadata_condition?}`` and reads ``{records: [{content, score, title, metadata}]}``.
+``retrieval_setting`` may also carry this server's ``nprobe`` / ``ef_search`` (the
+FAISS search settings of the request), which Dify itself never sends.
 ``score`` is the reranker's relevance (0..1), so ``score_threshold`` means what it
 means in Dify. Errors are ``{error_code, error_msg}``: Dify's 1001 (malformed
 Authorization header), 1002 (authorization failed) and 2001 (no such knowledge base);
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.ingress.validation import Text
 from deployments.passage import Hit, MetadataValue
 from deployments.retriever.filters import Condition, MetadataFilter
+from deployments.retriever.search_parameters import SearchParameters
 
 
 class _Lenient(BaseModel):
@@ -34,6 +37,25 @@ class RetrievalSetting(_Lenient):
         description="Least relevance (0..1, the reranker's) of a record; 0 when Dify's "
         "threshold is off.",
     )
+    nprobe: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="IVF indexes: inverted lists probed (recall vs speed); default: the "
+        "retriever's search_parameters. Not sent by Dify.",
+    )
+    ef_search: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="HNSW indexes: candidates kept while searching; default: the retriever's "
+        "search_parameters. Not sent by Dify.",
+    )
+
+    @property
+    def search(self) -> SearchParameters | None:
+        """The FAISS settings the request asks for, if any."""
+        return SearchParameters.given(self.nprobe, self.ef_search)
 
 
 class DifyCondition(_Lenient):

@@ -52,7 +52,8 @@ async def retrieval(
     body: Annotated[RetrievalRequest | None, Body()] = None,
 ) -> Response:
     """The records of one knowledge base that answer ``query``, best first, reranked:
-    at most ``top_k``, each with a relevance of at least ``score_threshold``."""
+    at most ``top_k``, each with a relevance of at least ``score_threshold``; searched
+    with the setting's ``nprobe`` / ``ef_search`` where it gives them."""
     if body is None:
         # Dify checks an endpoint when it is registered by POSTing here with the key
         # and no body; it refuses the endpoint on 403, 404 or 502.
@@ -71,11 +72,10 @@ async def retrieval(
     except (APIError, InvalidFilter) as error:
         return dify_error(400, 400, str(error))
     setting = body.retrieval_setting
+    options = defaults.resolve(max(defaults.top_k, setting.top_k), None, setting.search)
     try:
         candidates = await deadline.within(
-            stages.retrieve(
-                body.query, max(defaults.top_k, setting.top_k), body.knowledge_id, where
-            ),
+            stages.retrieve(body.query, options.top_k, body.knowledge_id, where, options.search),
             "retriever",
         )
         hits = (
