@@ -197,8 +197,10 @@ def summarize(streams: int, results: Sequence[StreamResult], seconds: float) -> 
     )
 
 
-async def measure_level(send: Send, streams: int, requests: int) -> Level:
-    """``requests`` streams sent by ``streams`` concurrent senders (closed loop)."""
+async def run_streams(send: Send, streams: int, requests: int) -> tuple[list[StreamResult], float]:
+    """``requests`` streams sent by ``streams`` concurrent senders (closed loop): each
+    sender sends its next request as soon as its last answer has ended. Returns the
+    streams and the wall time from the first request sent to the last stream ended."""
     if streams < 1 or requests < 1:
         raise ValueError("streams and requests must be at least 1")
     numbers = iter(range(requests))
@@ -210,17 +212,49 @@ async def measure_level(send: Send, streams: int, requests: int) -> Level:
 
     start = time.perf_counter()
     await asyncio.gather(*(sender() for _ in range(min(streams, requests))))
-    return summarize(streams, results, time.perf_counter() - start)
+    return results, time.perf_counter() - start
+
+
+async def measure_level(send: Send, streams: int, requests: int) -> Level:
+    """One level measured once (see ``run_streams``)."""
+    results, seconds = await run_streams(send, streams, requests)
+    return summarize(streams, results, seconds)
 
 
 @dataclass
 class Side:
-    """One server's levels, by number of streams."""
+    """One server's levels, by number of streams; a level measured in several rounds
+    pools its rounds' streams and wall times."""
 
     name: str
     levels: dict[int, Level] = field(default_factory=dict)
     cpu_seconds: dict[int, dict[str, float]] = field(default_factory=dict)
     """Per level: CPU seconds each process group spent during it (where measured)."""
+    round_tokens_per_s: dict[int, list[float]] = field(default_factory=dict)
+    """Per level: each round's own output tokens per second, in round order."""
+    load: dict[int, list[float]] = field(default_factory=dict)
+    """Per level: the machine's 1-minute load average as each round began."""
+    _results: dict[int, list[StreamResult]] = field(default_factory=dict, repr=False)
+    _seconds: dict[int, float] = field(default_factory=dict, repr=False)
+
+    def add(
+        self,
+        streams: int,
+        results: Sequence[StreamResult],
+        seconds: float,
+        cpu_seconds: dict[str, float] | None = None,
+    ) -> Level:
+        """One more round of the level ``streams``; returns that round's own figures."""
+        pooled = self._results.setdefault(streams, [])
+        pooled.extend(results)
+        self._seconds[streams] = self._seconds.get(streams, 0.0) + seconds
+        self.levels[streams] = summarize(streams, pooled, self._seconds[streams])
+        spent = self.cpu_seconds.setdefault(streams, {})
+        for group, value in (cpu_seconds or {}).items():
+            spent[group] = round(spent.get(group, 0.0) + value, 3)
+        this_round = summarize(streams, results, seconds)
+        self.round_tokens_per_s.setdefault(streams, []).append(this_round.tokens_per_s)
+        return this_round
 
 
 def ratios(graph: Side, baseline: Side) -> dict[int, float]:

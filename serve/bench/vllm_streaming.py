@@ -58,6 +58,7 @@ from serve.bench.sse_streams import (
     first_token_added_ms,
     measure_level,
     ratios,
+    run_streams,
     table,
 )
 from serve.config import AppConfig
@@ -107,8 +108,12 @@ class VLLMBenchSettings:
     temporary directory)."""
     streams: tuple[int, ...] = (1, 8, 32)
     max_tokens: int = 128
-    requests: int = 16
-    """Requests per level, at least two per stream."""
+    requests: int = 8
+    """Requests per level and round, at least two per stream."""
+    rounds: int = 3
+    """Every level is measured this many times on every side, the sides taking turns
+    (their order rotating from round to round), so that a change in the machine's
+    load falls on all of them; a level's figures pool its rounds."""
     sides: tuple[str, ...] = SIDES
     json_path: Path | None = None
     startup_timeout_s: float = 900
@@ -120,7 +125,7 @@ class VLLMBenchSettings:
         return max(self.requests, 2 * streams)
 
 
-QUICK = VLLMBenchSettings(streams=(1, 2), max_tokens=8, requests=2)
+QUICK = VLLMBenchSettings(streams=(1, 2), max_tokens=8, requests=2, rounds=1)
 """A smoke run (the production tier's): its figures are not meaningful."""
 
 
@@ -131,14 +136,15 @@ def free_port() -> int:
 
 
 def role(process: psutil.Process) -> str | None:
-    """What one of this process's descendants does: vLLM's engine core (in the
-    Generator replica or under vLLM's server), vLLM's server, or its Ray role."""
+    """What one of this process's descendants does: vLLM's engine (its engine core and
+    worker processes, under the Generator replica or under vLLM's server), vLLM's
+    server, or its Ray role."""
     try:
         title = " ".join(process.cmdline()) or process.name()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
-    if "EngineCore" in title:
-        return "engine core"
+    if title.startswith("VLLM::"):
+        return "vllm engine"
     if "vllm.entrypoints.openai.api_server" in title:
         return "vllm server"
     return processes.role(process, APP)
@@ -434,24 +440,44 @@ def generator_alone(requests: Sequence[GenerationRequest]) -> Send:
     return send
 
 
-async def _levels(
-    name: str, send: Send, settings: VLLMBenchSettings, out: IO[str], warm_up: Send
-) -> Side:
-    side = Side(name)
-    # One stream, then as many as the largest level, not counted: the engine's first
-    # batches and the connections are set up before the clock.
-    await measure_level(warm_up, 1, 1)
-    await measure_level(warm_up, max(settings.streams), max(settings.streams))
+@dataclass(frozen=True)
+class Target:
+    """A side to measure: how to send its streams, and the short ones that warm it up."""
+
+    name: str
+    send: Send
+    warm_up: Send
+
+
+async def measure_rounds(
+    targets: Sequence[Target], settings: VLLMBenchSettings, out: IO[str]
+) -> dict[str, Side]:
+    """Every level on every side, ``settings.rounds`` times, the sides taking turns."""
+    sides = {t.name: Side(t.name) for t in targets}
+    most = max(settings.streams)
+    for target in targets:
+        # One stream, then as many as the largest level, not counted: the engine's
+        # first batches and the connections are set up before the clock.
+        await measure_level(target.warm_up, 1, 1)
+        await measure_level(target.warm_up, most, most)
     watch = CpuWatch()
-    for streams in settings.streams:
-        watch.start()
-        level = await measure_level(send, streams, settings.requests_at(streams))
-        side.levels[streams] = level
-        side.cpu_seconds[streams] = watch.stop()
-        out.write(f"  {name}: {_describe(level)}\n")
-        out.write(f"    CPU seconds: {_cpu(side.cpu_seconds[streams])}\n")
-        out.flush()
-    return side
+    for number in range(settings.rounds):
+        turn = number % len(targets)
+        for streams in settings.streams:
+            for target in [*targets[turn:], *targets[:turn]]:
+                load = os.getloadavg()[0]
+                watch.start()
+                results, seconds = await run_streams(
+                    target.send, streams, settings.requests_at(streams)
+                )
+                spent = watch.stop()
+                side = sides[target.name]
+                side.load.setdefault(streams, []).append(load)
+                level = side.add(streams, results, seconds, spent)
+                out.write(f"  round {number + 1} {target.name}: {_describe(level)}\n")
+                out.write(f"    CPU seconds: {_cpu(spent)}; load {load:.2f}\n")
+                out.flush()
+    return sides
 
 
 def _cpu(spent: dict[str, float]) -> str:
@@ -469,18 +495,8 @@ def _describe(level: Level) -> str:
     )
 
 
-async def _http_side(
-    name: str,
-    url: str,
-    model: str,
-    messages: Sequence[list[dict[str, str]]],
-    settings: VLLMBenchSettings,
-    out: IO[str],
-) -> Side:
-    bodies = [chat_body(model, m, settings.max_tokens, top_p=1.0) for m in messages]
-    warm = [chat_body(model, m, 4, top_p=1.0) for m in messages]
-    async with ChatStreams(url, bodies) as send, ChatStreams(url, warm) as warm_up:
-        return await _levels(name, send, settings, out, warm_up)
+def _bodies(model: str, messages: Sequence[list[dict[str, str]]], max_tokens: int) -> list[bytes]:
+    return [chat_body(model, m, max_tokens, top_p=1.0) for m in messages]
 
 
 @dataclass
@@ -488,13 +504,16 @@ class Measurement:
     settings: VLLMBenchSettings
     engine: dict[str, Any]
     sides: dict[str, Side] = field(default_factory=dict)
-    load: dict[str, list[float]] = field(default_factory=dict)
-    """The machine's 1-minute load average before and after each side."""
 
     def as_dict(self) -> dict[str, Any]:
         sides = {
             name: {
-                str(n): {**level.as_dict(), "cpu_seconds": side.cpu_seconds.get(n, {})}
+                str(n): {
+                    **level.as_dict(),
+                    "cpu_seconds": side.cpu_seconds.get(n, {}),
+                    "round_tokens_per_s": side.round_tokens_per_s.get(n, []),
+                    "round_load": side.load.get(n, []),
+                }
                 for n, level in side.levels.items()
             }
             for name, side in self.sides.items()
@@ -506,7 +525,6 @@ class Measurement:
             "engine": self.engine,
             "cpus": os.cpu_count(),
             "ray_serve_settings": serve_settings(),
-            "load": self.load,
             "sides": sides,
         }
         result.update(self.targets())
@@ -515,8 +533,19 @@ class Measurement:
     def targets(self) -> dict[str, Any]:
         figures: dict[str, Any] = {}
         if "graph" in self.sides and "vllm" in self.sides:
-            ratio = ratios(self.sides["graph"], self.sides["vllm"])
+            graph_side, vllm = self.sides["graph"], self.sides["vllm"]
+            ratio = ratios(graph_side, vllm)
             figures["graph_to_vllm_tokens_per_s"] = {str(n): r for n, r in ratio.items()}
+            figures["graph_to_vllm_tokens_per_s_by_round"] = {
+                str(n): [
+                    g / v
+                    for g, v in zip(
+                        graph_side.round_tokens_per_s[n], vllm.round_tokens_per_s[n], strict=False
+                    )
+                    if v > 0
+                ]
+                for n in ratio
+            }
             most = max(ratio, default=None)
             if most is not None:
                 figures["target_tokens_per_s"] = {
@@ -537,6 +566,8 @@ class Measurement:
 
 
 def run(settings: VLLMBenchSettings, out: IO[str]) -> Measurement:
+    """Starts vLLM's own server, then the graph, keeps both up while the sides take
+    turns (the one not measured is idle), and stops both."""
     with tempfile.TemporaryDirectory(prefix="jarag-bench-vllm-") as work:
         root = Path(work)
         out.write("building the tiny models and the overlaid serve_config.yaml\n")
@@ -545,59 +576,64 @@ def run(settings: VLLMBenchSettings, out: IO[str]) -> Measurement:
         model_id = served_name(config.generator.model, config.generator.served_model_name)
         measurement = Measurement(settings, engine_arguments(config.generator))
         measurement.engine["omp_threads"] = config.generator_cpus
-        graph_messages = [[{"role": "user", "content": q}] for q in QUESTIONS]
-        server_messages = [conversation(q, config.generator) for q in QUESTIONS]
-
-        def measured(name: str, measure: Any) -> None:
-            before = os.getloadavg()[0]
-            measurement.sides[name] = measure()
-            measurement.load[name] = [before, os.getloadavg()[0]]
-
-        if "vllm" in settings.sides:
-            out.write("vLLM's own OpenAI server: starting\n")
-            with vllm_server(models.chat, config, root, settings.startup_timeout_s) as url:
-                measured(
-                    "vllm",
-                    lambda: asyncio.run(
-                        _http_side("vllm", url, model_id, server_messages, settings, out)
-                    ),
+        urls: dict[str, str] = {}
+        with contextlib.ExitStack() as stack:
+            if "vllm" in settings.sides:
+                out.write("vLLM's own OpenAI server: starting\n")
+                urls["vllm"] = stack.enter_context(
+                    vllm_server(models.chat, config, root, settings.startup_timeout_s)
                 )
-        if settings.graph_url is not None:
-            measured(
-                "graph",
-                lambda: asyncio.run(
-                    _http_side(
-                        "graph", settings.graph_url or "", model_id, graph_messages, settings, out
-                    )
-                ),
-            )
-        elif "graph" in settings.sides or "generator" in settings.sides:
-            out.write("the graph (serve_config.yaml overlaid): deploying\n")
-            with graph(config, root, settings.startup_timeout_s) as deployed:
+            if settings.graph_url is not None:
+                urls["graph"] = settings.graph_url
+            elif "graph" in settings.sides or "generator" in settings.sides:
+                out.write("the graph (serve_config.yaml overlaid): deploying\n")
+                deployed = stack.enter_context(graph(config, root, settings.startup_timeout_s))
                 if "graph" in settings.sides:
-                    measured(
-                        "graph",
-                        lambda: asyncio.run(
-                            _http_side(
-                                "graph", deployed.url, model_id, graph_messages, settings, out
-                            )
-                        ),
-                    )
-                if "generator" in settings.sides:
-                    requests = [
-                        GenerationRequest(
-                            [ChatTurn("user", q)], max_tokens=n, temperature=0.0, top_p=1.0
-                        )
-                        for n in (settings.max_tokens, 4)
-                        for q in QUESTIONS
-                    ]
-                    send = generator_alone(requests[: len(QUESTIONS)])
-                    warm = generator_alone(requests[len(QUESTIONS) :])
-                    measured(
-                        "generator",
-                        lambda: asyncio.run(_levels("generator", send, settings, out, warm)),
-                    )
+                    urls["graph"] = deployed.url
+            alone = "generator" in settings.sides and settings.graph_url is None
+            measurement.sides = asyncio.run(
+                _measure_all(settings, config.generator, model_id, urls, alone, out)
+            )
     return measurement
+
+
+async def _measure_all(
+    settings: VLLMBenchSettings,
+    generator: VLLMGeneratorConfig,
+    model_id: str,
+    urls: dict[str, str],
+    alone: bool,
+    out: IO[str],
+) -> dict[str, Side]:
+    graph_messages = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    server_messages = [conversation(q, generator) for q in QUESTIONS]
+    async with contextlib.AsyncExitStack() as stack:
+        targets = []
+        for name, url in urls.items():
+            messages = server_messages if name == "vllm" else graph_messages
+            send = ChatStreams(url, _bodies(model_id, messages, settings.max_tokens))
+            warm_up = ChatStreams(url, _bodies(model_id, messages, 4))
+            targets.append(
+                Target(
+                    name,
+                    await stack.enter_async_context(send),
+                    await stack.enter_async_context(warm_up),
+                )
+            )
+        if alone:
+            requests = [
+                GenerationRequest([ChatTurn("user", q)], max_tokens=n, temperature=0.0, top_p=1.0)
+                for n in (settings.max_tokens, 4)
+                for q in QUESTIONS
+            ]
+            targets.append(
+                Target(
+                    "generator",
+                    generator_alone(requests[: len(QUESTIONS)]),
+                    generator_alone(requests[len(QUESTIONS) :]),
+                )
+            )
+        return await measure_rounds(targets, settings, out)
 
 
 def serve_settings() -> dict[str, str]:
@@ -629,8 +665,12 @@ def report(measurement: Measurement) -> str:
             f"time to first token added by the graph to the generator alone (p50): {added} "
             f"(target <= {TARGET_ADDED_MS:g} ms): {'met' if t['met'] else 'MISSED'}"
         )
-    load = ", ".join(f"{name} {a:.2f}->{b:.2f}" for name, (a, b) in measurement.load.items())
-    lines.append(f"load average (1 min) before->after each side on {os.cpu_count()} CPUs: {load}")
+    loads = [value for side in sides for values in side.load.values() for value in values]
+    if loads:
+        lines.append(
+            f"load average (1 min) as the levels began, on {os.cpu_count()} CPUs: "
+            f"{min(loads):.2f} to {max(loads):.2f}"
+        )
     settings = " ".join(f"{k}={v}" for k, v in serve_settings().items()) or "none (defaults)"
     lines.append(f"Ray Serve settings from the environment: {settings}")
     return "\n".join(lines) + "\n"
@@ -657,6 +697,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=defaults.requests,
         help="streams per level (at least two per concurrent stream)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=defaults.rounds,
+        help="times every level is measured on every side, the sides taking turns",
     )
     parser.add_argument(
         "--sides",
@@ -697,7 +743,11 @@ def main(args: argparse.Namespace) -> int:
     )
     if not args.quick:
         settings = replace(
-            settings, streams=args.streams, max_tokens=args.max_tokens, requests=args.requests
+            settings,
+            streams=args.streams,
+            max_tokens=args.max_tokens,
+            requests=args.requests,
+            rounds=args.rounds,
         )
     measurement = run(settings, sys.stdout)
     sys.stdout.write(report(measurement))

@@ -231,3 +231,15 @@ def test_engine_arguments_become_server_flags() -> None:
         "--max-num-seqs",
         "64",
     ]
+
+
+def test_a_side_pools_the_rounds_of_a_level() -> None:
+    side = Side("graph")
+    first = side.add(8, [StreamResult(0.010, 100, 50, 1.0)] * 2, 1.0, {"Ingress": 0.25})
+    second = side.add(8, [StreamResult(0.030, 100, 50, 1.0)] * 2, 4.0, {"Ingress": 0.5})
+    assert (first.tokens_per_s, second.tokens_per_s) == (200.0, 50.0)
+    assert side.round_tokens_per_s[8] == [200.0, 50.0]
+    pooled = side.levels[8]
+    assert (pooled.requests, pooled.seconds, pooled.tokens_per_s) == (4, 5.0, 80.0)
+    assert pooled.first_token_ms["p50"] == pytest.approx(20.0)
+    assert side.cpu_seconds[8] == {"Ingress": 0.75}
