@@ -2,8 +2,10 @@
 several numbers of concurrent streams, through the graph's chat endpoint against
 vLLM's own OpenAI server on the same model with the same engine settings.
 
-Three sides, measured one after the other on the same machine (two servers sharing a
-few CPUs would measure their contention):
+Three sides, never measured at the same time (two servers sharing a few CPUs would
+measure their contention): both servers are up, and at every level the sides take
+turns, round after round, while the others stay idle, so that a change in the
+machine's load falls on all of them:
 
 - ``vllm``: vLLM's own OpenAI server (``python -m vllm.entrypoints.openai.api_server``,
   the installed wheel), its flags derived from the graph's generator config by the
