@@ -46,21 +46,53 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
     assert report["settings"]["size"] == quick.size
     assert report["nlist"] == nlist_for(quick.size)
     assert report["train_vectors"] == min(quick.train_size, quick.size)
-    results = {r["name"]: r for r in report["results"]}
-    assert list(results) == ["Flat", "IVF-PQ + re-scoring", "IVF-PQ alone", "IVF-SQ8", "HNSW32"]
-    flat = results["Flat"]
+    rows = report["results"]
+    names = [r["name"] for r in rows]
+    # One row per index type and operating point, each index built once.
+    assert names == [
+        "Flat",
+        *["IVF-PQ + re-scoring"] * (len(quick.nprobes) * len(quick.k_factors)),
+        "IVF-PQ alone",
+        *["IVF-SQ8"] * len(quick.nprobes),
+        *["HNSW32"] * len(quick.ef_searches),
+    ]
+    flat = rows[0]
     assert flat["recall_at_10"] == 1.0 and flat["speedup"] == 1.0
     assert flat["ram_bytes_per_vector"] >= quick.dim * 4
-    refined, alone = results["IVF-PQ + re-scoring"], results["IVF-PQ alone"]
-    assert refined["factory"].endswith(",RFlat") and refined["mmap"]
-    assert refined["disk_bytes_per_vector"] == quick.dim * 4
-    # The codes (pq_m bytes) and ids stay in RAM; the full vectors do not.
-    assert quick.pq_m <= refined["ram_bytes_per_vector"] <= quick.pq_m + 8 + 1
-    assert refined["fixed_ram_mib"] > 0  # the IVF centroids and the PQ codebooks
-    assert refined["recall_at_10"] >= alone["recall_at_10"]
-    assert refined["search_parameters"] == {"nprobe": quick.nprobe, "k_factor_rf": quick.k_factor}
-    assert results["HNSW32"]["search_parameters"] == {"efSearch": quick.ef_search}
-    for r in results.values():
+    refined = [r for r in rows if r["name"] == "IVF-PQ + re-scoring"]
+    (alone,) = [r for r in rows if r["name"] == "IVF-PQ alone"]
+    assert [r["search_parameters"] for r in refined] == [
+        {"nprobe": n, "k_factor_rf": k} for n in quick.nprobes for k in quick.k_factors
+    ]
+    assert alone["search_parameters"] == {"nprobe": max(quick.nprobes)}
+    assert alone["factory"] == refined[0]["factory"] and alone["disk_bytes_per_vector"] == 0
+    for r in refined:
+        assert r["factory"].endswith(",RFlat") and r["mmap"]
+        assert r["disk_bytes_per_vector"] == quick.dim * 4
+        # The codes (pq_m bytes) and ids stay in RAM; the full vectors do not.
+        assert quick.pq_m <= r["ram_bytes_per_vector"] <= quick.pq_m + 8 + 1
+        assert r["fixed_ram_mib"] > 0  # the IVF centroids and the PQ codebooks
+    # Re-scoring the candidates of the widest probe beats the codes alone.
+    assert refined[-1]["recall_at_10"] >= alone["recall_at_10"]
+    assert [r["search_parameters"] for r in rows if r["name"] == "HNSW32"] == [
+        {"efSearch": ef} for ef in quick.ef_searches
+    ]
+    # The verdict names the fastest row within the RAM and recall parts of the target.
+    frugal = [
+        r
+        for r in rows
+        if r["ram_bytes_per_vector"] <= index_types.TARGET_RAM_BYTES_PER_VECTOR
+        and r["recall_at_10"] >= index_types.TARGET_RECALL
+    ]
+    if frugal:
+        assert report["closest"] == max(frugal, key=lambda r: r["qps"])
+        met = report["closest"]["speedup"] >= index_types.TARGET_SPEEDUP
+        assert report["best"] == (report["closest"] if met else None)
+        assert ("Target" in printed) and (("NOT met" in printed) != met)
+    else:
+        assert report["best"] is None and report["closest"] is None
+        assert "no row meets" in printed
+    for r in rows:
         assert r["build_s"] >= 0 and r["loaded_ram_mib"] >= 0
         assert 0 < r["p50_ms"] <= r["p99_ms"]
         assert r["qps"] > 0 and math.isclose(r["speedup"], r["qps"] / flat["qps"])
@@ -75,10 +107,21 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
         assert r["fixed_ram_mib"] >= 0
         assert w["build_h"] >= 0 and w["p50_ms"] > 0 and w["qps"] > 0
         assert f"| {r['name']} | `{r['factory']}` |" in printed
-    assert results["Flat"]["wikipedia"]["qps"] == pytest.approx(flat["qps"] / ratio)
+    assert flat["wikipedia"]["qps"] == pytest.approx(flat["qps"] / ratio)
 
 
 def test_recall_counts_the_exact_neighbours_found() -> None:
     truth = np.array([[1, 2], [3, 4]])
     found = np.array([[2, 9], [-1, -1]])
     assert index_types.recall(found, truth) == 0.25
+
+
+def test_search_settings_are_comma_separated_positive_integers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "index", "--nprobe", "8,x"])
+    assert "want integers separated by commas" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "index", "--ef-search", "0"])
+    assert "at least 1" in capsys.readouterr().err
