@@ -12,6 +12,7 @@ from deployments.embedder.config import (
 from deployments.embedder.hashing import HashingEmbedder
 from deployments.embedder.protocol import EmbedderEngine
 from deployments.embedder.sentence_transformers import SentenceTransformerEmbedder
+from deployments.index.format import EmbedderIdentity
 from deployments.lexical.stats import LexicalStats
 
 
@@ -22,3 +23,10 @@ def create_embedder(config: EmbedderConfig, index_dir: Path) -> EmbedderEngine:
     if isinstance(config, SentenceTransformersEmbedderConfig):
         return SentenceTransformerEmbedder(config)
     raise TypeError(f"unsupported embedder config {type(config).__name__}")
+
+
+def score_free_components(identity: EmbedderIdentity) -> list[int]:
+    """Components every query vector of this embedder leaves at zero, so that no score
+    depends on them: the built-in embedder's last one, which tops passages up to unit
+    length. An IVF index clusters without them (they would dominate its centroids)."""
+    return [identity.dimension - 1] if identity.backend == "hashing" else []

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from deployments.config import StrictConfig
 from deployments.embedder.config import EmbedderConfig
-from deployments.embedder.factory import create_embedder
+from deployments.embedder.factory import create_embedder, score_free_components
 from deployments.embedder.protocol import EmbedderEngine
 from deployments.index.format import (
     FAISS_FILE,
@@ -139,7 +139,13 @@ def build_index(
                 )
                 logger.info("faiss_factory auto: %s for %d passages", chosen, len(store))
                 settings = settings.model_copy(update={"faiss_factory": chosen})
-            index = build_faiss(identity.dimension, len(store), vectors, settings)
+            index = build_faiss(
+                identity.dimension,
+                len(store),
+                vectors,
+                settings,
+                score_free_components(identity),
+            )
         finally:
             store.close()
             discard_vectors(building)
@@ -227,16 +233,24 @@ VectorSource = Callable[[NDArray[np.int64]], Iterator[NDArray[np.float32]]]
 
 
 def build_faiss(
-    dimension: int, total: int, vectors: VectorSource, settings: BuildSettings
+    dimension: int,
+    total: int,
+    vectors: VectorSource,
+    settings: BuildSettings,
+    score_free: Sequence[int] = (),
 ) -> faiss.Index:
     """A FAISS index of ``settings.faiss_factory`` over ``total`` vectors (trained on a
-    sample of them first when the factory needs it)."""
+    sample of them first when the factory needs it, with the ``score_free`` components
+    zeroed: the built-in embedder's unit-length filler, shared by every passage, would
+    otherwise pull all IVF centroids one way and leave most passages in a few lists)."""
     index = faiss.index_factory(dimension, settings.faiss_factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         rows = np.sort(np.random.default_rng(0).permutation(total)[: settings.train_size])
         logger.info("training %s on %d vectors", settings.faiss_factory, len(rows))
         _cluster_on_gpus(index)
-        index.train(np.concatenate(list(vectors(rows))))
+        sample = np.concatenate(list(vectors(rows)))
+        sample[:, list(score_free)] = 0.0
+        index.train(sample)
     with _progress(settings, total, "indexing") as bar:
         for batch in vectors(np.arange(total)):
             if batch.shape[1:] != (dimension,):

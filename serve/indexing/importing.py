@@ -29,7 +29,7 @@ from deployments.embedder.config import (
     HashingEmbedderConfig,
     SentenceTransformersEmbedderConfig,
 )
-from deployments.embedder.factory import create_embedder
+from deployments.embedder.factory import create_embedder, score_free_components
 from deployments.embedder.sentence_transformers import sentence_transformers_identity
 from deployments.index.format import (
     FAISS_FILE,
@@ -169,7 +169,9 @@ def import_index(
                 progress=settings.progress,
             )
             rows = partial(_matrix_rows, matrix, settings.batch_size)
-            built = build_faiss(embedder.dimension, num_vectors, rows, build)
+            built = build_faiss(
+                embedder.dimension, num_vectors, rows, build, score_free_components(identity)
+            )
             faiss.write_index(built, str(building / FAISS_FILE))
             factory = settings.faiss_factory
         return publish_version(
