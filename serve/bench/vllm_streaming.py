@@ -66,6 +66,7 @@ from serve.bench.sse_streams import (
 from serve.config import AppConfig
 from serve.config_file import apply_overlays, find_application
 from serve.demo import DEMO_CORPUS
+from serve.ops.local_cluster import environment
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = REPO / "serve_config.yaml"
@@ -101,6 +102,8 @@ VLLM_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 """vLLM's CPU worker otherwise pins its threads to cores: on a small shared machine, let
 the OS place them (the production tier's setting, given to both servers)."""
 SIDES = ("vllm", "graph", "generator")
+RAY_WORKER_NICENESS = "RAY_worker_niceness"
+"""Ray's setting of its worker processes' niceness (15 unless set)."""
 
 
 @dataclass(frozen=True)
@@ -377,13 +380,18 @@ def graph(config: GraphConfig, root: Path, timeout_s: float) -> Iterator[Deploye
     )
     if built.returncode != 0:
         raise RuntimeError(f"jarag index build failed:\n{built.stdout}{built.stderr}")
-    ray.init(
-        num_cpus=8,
-        num_gpus=1,
-        object_store_memory=512 * 1024 * 1024,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    # Ray starts its workers (proxy, replicas, and so the Generator's vLLM engine) at
+    # nice 15, and vLLM's own server runs at 0: on a machine other jobs share, that alone
+    # starves the graph. Both sides compete at the same priority.
+    niceness = {RAY_WORKER_NICENESS: os.environ.get(RAY_WORKER_NICENESS, "0")}
+    with environment(niceness):
+        ray.init(
+            num_cpus=8,
+            num_gpus=1,
+            object_store_memory=512 * 1024 * 1024,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
     try:
         address = str(ray.get_runtime_context().gcs_address)
         command = [str(bin_dir / "serve"), "run", "--non-blocking", "--address", address]
@@ -640,8 +648,13 @@ async def _measure_all(
 
 def serve_settings() -> dict[str, str]:
     """The RAY_SERVE_* environment of this process, which the graph's Ray processes
-    inherit (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1, set before the command starts)."""
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
+    inherit (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1, set before the command starts), and
+    the niceness the graph's Ray workers ran at."""
+    return {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k.startswith("RAY_SERVE_") or k == RAY_WORKER_NICENESS
+    } | {RAY_WORKER_NICENESS: os.environ.get(RAY_WORKER_NICENESS, "0")}
 
 
 def report(measurement: Measurement) -> str:
