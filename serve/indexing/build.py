@@ -33,7 +33,7 @@ from deployments.index.format import (
 from deployments.index.passages import PassageStore, PassageStoreWriter
 from deployments.lexical.stats import LexicalStats
 from serve.indexing.corpus import CorpusProblems, Document, read_corpus, split_documents
-from serve.indexing.factory import AUTO, choose_factory
+from serve.indexing.factory import AUTO, choose_factory, is_approximate
 from serve.indexing.ray_build import (
     RayEmbedding,
     discard_shards,
@@ -139,6 +139,15 @@ def build_index(
                 )
                 logger.info("faiss_factory auto: %s for %d passages", chosen, len(store))
                 settings = settings.model_copy(update={"faiss_factory": chosen})
+            if identity.backend == "hashing" and is_approximate(settings.faiss_factory):
+                logger.warning(
+                    "%s over the built-in embedder's lexical vectors: approximate indexes "
+                    "find far fewer of the exact neighbours of such sparse vectors than of "
+                    "dense sentence embeddings (docs/quality.md, 'Compressed indexes and "
+                    "the built-in embedder'); prefer Flat or a sentence-transformers "
+                    "embedder",
+                    settings.faiss_factory,
+                )
             index = build_faiss(
                 identity.dimension,
                 len(store),
@@ -240,16 +249,18 @@ def build_faiss(
     score_free: Sequence[int] = (),
 ) -> faiss.Index:
     """A FAISS index of ``settings.faiss_factory`` over ``total`` vectors (trained on a
-    sample of them first when the factory needs it, with the ``score_free`` components
-    zeroed: the built-in embedder's unit-length filler, shared by every passage, would
-    otherwise pull all IVF centroids one way and leave most passages in a few lists)."""
+    sample of them first when the factory needs it; an IVF's lists clustered without
+    the ``score_free`` components, see _train_lists_without)."""
     index = faiss.index_factory(dimension, settings.faiss_factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         rows = np.sort(np.random.default_rng(0).permutation(total)[: settings.train_size])
         logger.info("training %s on %d vectors", settings.faiss_factory, len(rows))
-        _cluster_on_gpus(index)
         sample = np.concatenate(list(vectors(rows)))
-        sample[:, list(score_free)] = 0.0
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None and score_free:
+            _train_lists_without(ivf, sample, score_free)
+        else:
+            _cluster_on_gpus(index)
         index.train(sample)
     with _progress(settings, total, "indexing") as bar:
         for batch in vectors(np.arange(total)):
@@ -258,6 +269,27 @@ def build_faiss(
             index.add(batch)
             bar.update(len(batch))
     return index
+
+
+def _train_lists_without(
+    ivf: faiss.IndexIVF, sample: NDArray[np.float32], score_free: Sequence[int]
+) -> None:
+    """The IVF's centroids from the components queries use: spherical k-means (as FAISS
+    trains an inner-product IVF) over the sample with the ``score_free`` ones zeroed,
+    scaled to the mean norm of what is left so that residuals stay small. The built-in
+    embedder's unit-length filler, shared by every passage, would otherwise pull every
+    centroid one way and leave most passages in a few lists. FAISS then trains the
+    codes (PQ, SQ) on the residuals of the whole vectors."""
+    used = sample.copy()
+    used[:, list(score_free)] = 0.0
+    get = getattr(faiss, "get_num_gpus", None)
+    kmeans = faiss.Kmeans(
+        ivf.d, ivf.nlist, spherical=True, seed=1234, gpu=bool(get is not None and get() > 0)
+    )
+    kmeans.train(used)
+    centroids = np.asarray(kmeans.centroids, dtype=np.float32)
+    scale = np.float32(np.linalg.norm(used, axis=1).mean())
+    ivf.quantizer.add(centroids * scale)
 
 
 def _cluster_on_gpus(index: faiss.Index) -> None:

@@ -63,3 +63,8 @@ def choose_factory(size: int, dimension: int, ram_budget_bytes: float, train_siz
     # 8-bit codes want 39 x 256 training vectors; a smaller corpus gets 4-bit ones.
     bits = "" if points >= 256 * TRAINING_POINTS_PER_LIST else "x4"
     return f"IVF{nlist},PQ{pq_subquantizers(dimension)}{bits}np,RFlat"
+
+
+def is_approximate(factory: str) -> bool:
+    """Whether an index of ``factory`` may miss exact neighbours (IVF, HNSW, PQ, LSH)."""
+    return any(kind in factory for kind in ("IVF", "HNSW", "PQ", "LSH"))

@@ -3,6 +3,9 @@ which no query uses, is left out of the clustering."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import faiss
 import numpy as np
 import pytest
@@ -85,3 +88,16 @@ def test_ivf_trained_without_the_filler_balances_its_lists_and_finds_more(
     # Every list probed, the IVF is exact whichever way it was trained.
     faiss.extract_index_ivf(without).nprobe = NLIST
     assert _recall_at_5(without, exact, queries) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("factory", "warned"), [("IVF8,Flat", True), ("Flat", False)])
+def test_an_approximate_index_of_lexical_vectors_is_built_with_a_warning(
+    factory: str, warned: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = BuildSettings(faiss_factory=factory, progress=False)
+    with caplog.at_level(logging.WARNING, logger="serve.indexing.build"):
+        build_index([DEMO_CORPUS], tmp_path, HashingEmbedderConfig(), settings)
+    warnings = [r.getMessage() for r in caplog.records if "lexical vectors" in r.getMessage()]
+    assert bool(warnings) == warned
+    if warned:
+        assert factory in warnings[0] and "docs/quality.md" in warnings[0]
