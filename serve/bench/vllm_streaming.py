@@ -31,7 +31,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from deployments.generator.config import VLLMGeneratorConfig, served_name
 from deployments.generator.prompting import build_messages
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
 from deployments.generator.vllm import engine_arguments
-from serve.bench import processes, random_models
+from serve.bench import processes
 from serve.bench.sse_streams import (
     ChatStreams,
     Level,
@@ -63,14 +62,14 @@ from serve.bench.sse_streams import (
     run_streams,
     table,
 )
+from serve.bench.tiny_production import APP, VLLM_ENV, Models, build_models, overlay
 from serve.config import AppConfig
 from serve.config_file import apply_overlays, find_application
 from serve.demo import DEMO_CORPUS
-from serve.ops.local_cluster import environment
+from serve.ops.local_cluster import environment, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = REPO / "serve_config.yaml"
-APP = "ja-rag"
 """The application's name in serve_config.yaml."""
 QUESTIONS = (
     "香川県の県庁所在地はどこですか？",
@@ -86,21 +85,6 @@ TARGET_RATIO = 0.8
 """The graph keeps at least this share of vLLM's own tokens per second at the most streams."""
 TARGET_ADDED_MS = 10.0
 """The graph adds at most this much to the generator alone's p50 time to first token."""
-ENCODER = random_models.EncoderShape(
-    hidden_size=32, layers=2, heads=2, intermediate_size=64, max_positions=512
-)
-CHAT_SHAPE: dict[str, Any] = {"hidden_size": 128, "heads": 2, "kv_heads": 1, "dtype": "bfloat16"}
-"""The production tier's tiny chat model: 2-layer Llama, head size 64 (as vLLM's CPU
-attention needs), grouped-query attention."""
-GENERATOR_OVERLAY: dict[str, Any] = {
-    "max_model_len": 1024,
-    "enforce_eager": True,
-    # vLLM's CPU build sizes its KV cache from this (default 4 GiB).
-    "engine_kwargs": {"kv_cache_memory_bytes": 256 * 1024 * 1024},
-}
-VLLM_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
-"""vLLM's CPU worker otherwise pins its threads to cores: on a small shared machine, let
-the OS place them (the production tier's setting, given to both servers)."""
 SIDES = ("vllm", "graph", "generator")
 RAY_WORKER_NICENESS = "RAY_worker_niceness"
 """Ray's setting of its worker processes' niceness (15 unless set)."""
@@ -132,12 +116,6 @@ class VLLMBenchSettings:
 
 QUICK = VLLMBenchSettings(streams=(1, 2), max_tokens=8, requests=2, rounds=1)
 """A smoke run (the production tier's): its figures are not meaningful."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def role(process: psutil.Process) -> str | None:
@@ -176,57 +154,6 @@ class CpuWatch:
         after = processes.cpu_seconds(self._groups)
         spent = {name: after[name] - self._before.get(name, 0.0) for name in after}
         return {name: round(seconds, 3) for name, seconds in spent.items() if seconds > 0}
-
-
-@dataclass(frozen=True)
-class Models:
-    embedder: Path
-    cross_encoder: Path
-    chat: Path
-
-
-def build_models(root: Path, chat: Path | None) -> Models:
-    """The production tier's tiny random-weight models (the chat model unless given)."""
-    sentences = random_models.corpus_sentences()
-    tokenizer = random_models.wordpiece_tokenizer(sentences)
-    return Models(
-        embedder=random_models.build_embedder(root / "embedder", tokenizer, ENCODER),
-        cross_encoder=random_models.build_cross_encoder(root / "reranker", tokenizer, ENCODER),
-        chat=chat or random_models.build_chat_model(root / "chat", sentences, **CHAT_SHAPE),
-    )
-
-
-def overlay(models: Models, index: Path, port: int) -> dict[str, Any]:
-    """What the benchmark changes in serve_config.yaml, as the production tier does:
-    model paths, devices, dtypes, memory settings, the index and the HTTP port."""
-    return {
-        "http_options": {"port": port},
-        "applications": [
-            {
-                "name": APP,
-                "args": {
-                    "index": {"path": str(index)},
-                    "embedder": {
-                        "model": str(models.embedder),
-                        "device": "cpu",
-                        "dtype": "float32",
-                    },
-                    "reranker": {
-                        "model": str(models.cross_encoder),
-                        "device": "cpu",
-                        "dtype": "float32",
-                    },
-                    "generator": {"model": str(models.chat), **GENERATOR_OVERLAY},
-                },
-                "deployments": [
-                    {
-                        "name": "Generator",
-                        "ray_actor_options": {"runtime_env": {"env_vars": VLLM_ENV}},
-                    }
-                ],
-            }
-        ],
-    }
 
 
 @dataclass(frozen=True)

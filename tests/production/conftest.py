@@ -7,7 +7,6 @@ Every test here must run: a skip (vLLM or a model library missing) fails the tie
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,12 @@ import ray
 import yaml
 from ray import serve
 
-from serve.bench import random_models
+from serve.bench.tiny_production import APP, Models, build_models, overlay
 from serve.demo import DEMO_CORPUS
+from serve.ops.local_cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-APP = "ja-rag"
-"""The application's name in serve_config.yaml."""
-MAX_MODEL_LEN = 1024
-ENCODER = random_models.EncoderShape(
-    hidden_size=32, layers=2, heads=2, intermediate_size=64, max_positions=512
-)
-"""Tiny BERT that takes serve_config.yaml's max_seq_length (512) as it is."""
 
 
 # A skip here means the tier did not test what it exists for: report it as a failure.
@@ -57,80 +50,10 @@ def _fail_skip(report: pytest.TestReport | pytest.CollectReport, nodeid: str) ->
         report.longrepr = f"{nodeid} skipped, which fails the production tier: {reason}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class ProductionModels:
-    """Random-weight models built once per session, loaded by path like hub models."""
-
-    embedder: Path
-    cross_encoder: Path
-    chat_model: Path
-    """2-layer Llama, hidden 128, 2 heads, 1 KV head (head size 64, as vLLM's CPU
-    attention needs), byte-level BPE tokenizer, Llama 3 chat template."""
-
-
 @pytest.fixture(scope="session")
-def production_models(tmp_path_factory: pytest.TempPathFactory) -> ProductionModels:
-    root = tmp_path_factory.mktemp("models")
-    sentences = random_models.corpus_sentences()
-    tokenizer = random_models.wordpiece_tokenizer(sentences)
-    return ProductionModels(
-        embedder=random_models.build_embedder(root / "embedder", tokenizer, ENCODER),
-        cross_encoder=random_models.build_cross_encoder(root / "reranker", tokenizer, ENCODER),
-        chat_model=random_models.build_chat_model(
-            root / "chat", sentences, hidden_size=128, heads=2, kv_heads=1, dtype="bfloat16"
-        ),
-    )
-
-
-def overlay_for(models: ProductionModels, index: Path, port: int) -> dict[str, Any]:
-    """What the tier changes in serve_config.yaml: model paths, devices, dtypes, memory
-    settings (vLLM's CPU thread placement among them), the index path and the HTTP port.
-    Nothing else."""
-    return {
-        "http_options": {"port": port},
-        "applications": [
-            {
-                "name": APP,
-                "args": {
-                    "index": {"path": str(index)},
-                    "embedder": {
-                        "model": str(models.embedder),
-                        "device": "cpu",
-                        "dtype": "float32",
-                    },
-                    "reranker": {
-                        "model": str(models.cross_encoder),
-                        "device": "cpu",
-                        "dtype": "float32",
-                    },
-                    "generator": {
-                        "model": str(models.chat_model),
-                        "max_model_len": MAX_MODEL_LEN,
-                        "enforce_eager": True,
-                        # vLLM's CPU build sizes its KV cache from this (default 4 GiB).
-                        "engine_kwargs": {"kv_cache_memory_bytes": 256 * 1024 * 1024},
-                    },
-                },
-                "deployments": [
-                    {
-                        "name": "Generator",
-                        # vLLM's CPU worker otherwise pins its threads to one core and
-                        # keeps another for itself: on a small shared machine, let the OS
-                        # place them.
-                        "ray_actor_options": {
-                            "runtime_env": {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}}
-                        },
-                    }
-                ],
-            }
-        ],
-    }
+def production_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """Random-weight models built once per session, loaded by path like hub models."""
+    return build_models(tmp_path_factory.mktemp("models"), None)
 
 
 def jarag(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -153,17 +76,17 @@ class ProductionConfig:
 
 @pytest.fixture(scope="session")
 def production_config(
-    production_models: ProductionModels, tmp_path_factory: pytest.TempPathFactory
+    production_models: Models, tmp_path_factory: pytest.TempPathFactory
 ) -> ProductionConfig:
     """The overlay applied, then the index built with the overlaid config's embedder."""
     root = tmp_path_factory.mktemp("production")
     port = free_port()
-    overlay = root / "overlay.yaml"
-    overlay.write_text(
-        yaml.safe_dump(overlay_for(production_models, root / "index", port)), encoding="utf-8"
+    overlay_file = root / "overlay.yaml"
+    overlay_file.write_text(
+        yaml.safe_dump(overlay(production_models, root / "index", port)), encoding="utf-8"
     )
     config = root / "serve_config.yaml"
-    applied = jarag("config", "apply", REPO / "serve_config.yaml", overlay, "-o", config)
+    applied = jarag("config", "apply", REPO / "serve_config.yaml", overlay_file, "-o", config)
     assert applied.returncode == 0, applied.stderr
     built = jarag("index", "build", DEMO_CORPUS, "--config", config, "--out", root / "index")
     assert built.returncode == 0, built.stdout + built.stderr

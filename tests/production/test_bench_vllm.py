@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.production.conftest import Deployed, ProductionModels, jarag
+from serve.bench.tiny_production import Models
+from tests.production.conftest import Deployed, jarag
 
 QUICK_TOKENS = 8
 """--quick asks for 8 tokens per stream, at 1 and 2 streams."""
 
 
 def test_bench_vllm_streams_from_both_servers(
-    production_graph: Deployed, production_models: ProductionModels, tmp_path: Path
+    production_graph: Deployed, production_models: Models, tmp_path: Path
 ) -> None:
     figures_path = tmp_path / "vllm_streaming.json"
     result = jarag(
@@ -21,7 +22,7 @@ def test_bench_vllm_streams_from_both_servers(
         "vllm",
         "--quick",
         "--model",
-        production_models.chat_model,
+        production_models.chat,
         "--graph-url",
         production_graph.url,
         "--json",

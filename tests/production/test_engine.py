@@ -15,9 +15,10 @@ from deployments.generator.prompting import build_messages
 from deployments.generator.protocol import ChatTurn, GeneratedText, GenerationRequest
 from deployments.generator.vllm import VLLMGenerator
 from deployments.passage import Passage
+from serve.bench.tiny_production import MAX_MODEL_LEN
 from serve.config_file import load_app_config
 from serve.demo import DEMO_CORPUS
-from tests.production.conftest import MAX_MODEL_LEN, ProductionConfig
+from tests.production.conftest import ProductionConfig
 
 QUESTION = [ChatTurn("user", "香川県の県庁所在地はどこですか？")]
 

@@ -16,7 +16,8 @@ from openai.types.chat import ChatCompletionMessageParam
 from ray import serve
 from ray.util.state import list_actors
 
-from tests.production.conftest import APP, MAX_MODEL_LEN, Deployed, ProductionModels, jarag
+from serve.bench.tiny_production import APP, MAX_MODEL_LEN, Models
+from tests.production.conftest import Deployed, jarag
 
 GPU_SHARES = {"Embedder": 0.1, "Reranker": 0.1, "Generator": 0.7}
 QUESTION: list[ChatCompletionMessageParam] = [
@@ -187,7 +188,7 @@ def test_a_question_longer_than_the_context_is_a_client_error(
 
 
 def test_embeddings_and_rerank_come_from_the_model_stages(
-    client: OpenAI, production_graph: Deployed, production_models: ProductionModels
+    client: OpenAI, production_graph: Deployed, production_models: Models
 ) -> None:
     from sentence_transformers import CrossEncoder, SentenceTransformer
     from torch import nn

@@ -11,7 +11,8 @@ from openai import OpenAI
 from ray import serve
 from ray.util.state import list_actors
 
-from tests.production.conftest import APP, Deployed
+from serve.bench.tiny_production import APP
+from tests.production.conftest import Deployed
 
 GENERATOR = f"ServeReplica:{APP}:Generator"
 
