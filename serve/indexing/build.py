@@ -282,24 +282,26 @@ def _train_lists_without(
     codes (PQ, SQ) on the residuals of the whole vectors."""
     used = sample.copy()
     used[:, list(score_free)] = 0.0
-    get = getattr(faiss, "get_num_gpus", None)
-    kmeans = faiss.Kmeans(
-        ivf.d, ivf.nlist, spherical=True, seed=1234, gpu=bool(get is not None and get() > 0)
-    )
+    kmeans = faiss.Kmeans(ivf.d, ivf.nlist, spherical=True, seed=1234, gpu=_gpu_count() > 0)
     kmeans.train(used)
     centroids = np.asarray(kmeans.centroids, dtype=np.float32)
     scale = np.float32(np.linalg.norm(used, axis=1).mean())
     ivf.quantizer.add(centroids * scale)
 
 
+def _gpu_count() -> int:
+    """GPUs faiss-gpu sees (0 with the CPU build)."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get is not None else 0
+
+
 def _cluster_on_gpus(index: faiss.Index) -> None:
     """Where faiss-gpu sees GPUs, an IVF index's k-means assigns its training vectors on
     them (the slow part of training at Wikipedia scale); on CPU nothing changes."""
-    get = getattr(faiss, "get_num_gpus", None)
     ivf = faiss.try_extract_index_ivf(index)
-    if get is None or get() == 0 or ivf is None:
+    if _gpu_count() == 0 or ivf is None:
         return
-    logger.info("training the IVF lists on %d GPUs", get())
+    logger.info("training the IVF lists on %d GPUs", _gpu_count())
     ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
 
 
