@@ -119,7 +119,7 @@ test-production: $(PRODUCTION_VENV)/.installed
 	$(PRODUCTION_BIN)/pytest tests/production -p no:cacheprovider --durations=5
 
 # Streaming through the graph against vLLM's own OpenAI server on the production tier's
-# tiny model (docs/performance.md): 1, 8 and 32 streams, one side after the other.
+# tiny model (docs/performance.md): 1, 8 and 32 streams, the sides taking turns.
 bench-vllm: $(PRODUCTION_VENV)/.installed
 	mkdir -p bench-results
 	$(PRODUCTION_BIN)/jarag bench vllm --json bench-results/vllm_streaming.json
