@@ -82,6 +82,8 @@ class StageClient(Protocol):
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]: ...
 
+    def generate_chunks(self, request: GenerationRequest) -> AsyncIterator[list[GeneratedText]]: ...
+
     async def describe(self, stage: str) -> dict[str, Any]: ...
 
 
@@ -383,6 +385,20 @@ class Stages:
         return await self._call("embedder", lambda: self.embedder.call(Embedder.embed, texts, kind))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedText]:
+        """The generator's pieces one by one (``generate_chunks`` flattened)."""
+        chunks = self.generate_chunks(request)
+        try:
+            async for chunk in chunks:
+                for piece in chunk:
+                    yield piece
+        finally:
+            await chunks.aclose()
+
+    async def generate_chunks(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[list[GeneratedText], None]:
+        """The generator's pieces as they arrive: a list of those ready together (one
+        message from the replica each), so that a caller can handle them as one."""
         for attempt in itertools.count():
             stream: PendingStream[list[GeneratedText]] | None = None
             started = False
@@ -390,8 +406,7 @@ class Stages:
                 stream = self.generator.stream(Generator.generate_chunks, request)
                 async for chunk in stream:
                     started = True
-                    for piece in chunk:
-                        yield piece
+                    yield chunk
                 return
             except BackPressureError as error:
                 raise StageOverloaded("generator", error.status_code, error.retry_after_s) from None

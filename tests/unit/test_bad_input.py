@@ -266,7 +266,8 @@ def test_a_stream_whose_client_goes_away_stops_the_generation(demo_index: Path) 
         return received
 
     received = asyncio.run(scenario())
-    assert parse_sse("".join(received))[1]["choices"][0]["delta"]["content"] == "あ"
+    # The pieces that reached the Ingress together travel as one event.
+    assert set(parse_sse("".join(received))[1]["choices"][0]["delta"]["content"]) == {"あ"}
 
 
 class _TooLong:

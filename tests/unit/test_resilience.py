@@ -105,6 +105,12 @@ class FaultyStages:
             first = first and not piece.text
             yield piece
 
+    async def generate_chunks(
+        self, request: GenerationRequest
+    ) -> AsyncIterator[list[GeneratedText]]:
+        async for piece in self.generate(request):
+            yield [piece]
+
     async def describe(self, stage: str) -> dict[str, Any]:
         return await self.inner.describe(stage)
 

@@ -10,6 +10,7 @@ reranker: passages in the retriever's order; the generator: no answer text).
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -228,6 +229,29 @@ class ChatCompletionChunk(BaseModel):
             choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
         body.update(self.model_dump(include=optional, exclude_none=True))
         return sse_event(body)
+
+
+class ContentEvents:
+    """The content events of one stream, each the same bytes as
+    ``ChatCompletionChunk(..., choices=[ChunkChoice(delta=Delta(content=text))]).sse()``:
+    the chunk around the text is written once per stream, only the text per event
+    (the event is written for every piece of every answer)."""
+
+    __slots__ = ("_after", "_before")
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        marker = uuid.uuid4().hex
+        event = ChatCompletionChunk(
+            id=completion_id,
+            created=created,
+            model=model,
+            choices=[ChunkChoice(delta=Delta(content=marker))],
+        ).sse()
+        # The marker is the content, which follows id and model: the last occurrence.
+        self._before, _, self._after = event.rpartition(json.dumps(marker))
+
+    def event(self, text: str) -> str:
+        return f"{self._before}{json.dumps(text, ensure_ascii=False)}{self._after}"
 
 
 def sse_event(payload: dict[str, Any]) -> str:

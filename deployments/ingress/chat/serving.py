@@ -26,6 +26,7 @@ from deployments.ingress.chat.protocol import (
     ChatMessage,
     Choice,
     ChunkChoice,
+    ContentEvents,
     Degradable,
     Delta,
     RagOptions,
@@ -65,11 +66,12 @@ class PreparedChat:
 
 @dataclass(slots=True)
 class Answer:
-    """A generation that has started: the pieces received so far and the rest to come,
-    or, when the generator could not take it, why (``unavailable``)."""
+    """A generation that has started: the pieces received so far and the rest to come
+    (in chunks: the pieces that arrived together), or, when the generator could not
+    take it, why (``unavailable``)."""
 
     head: list[GeneratedText]
-    rest: AsyncIterator[GeneratedText] | None
+    rest: AsyncIterator[list[GeneratedText]] | None
     unavailable: str | None = None
 
 
@@ -150,26 +152,26 @@ class ChatService:
         A replica must take the request within ``generator_start_timeout_s``;
         otherwise, or when the generator is down, the Answer is ``unavailable``.
         """
-        pieces = self.stages.generate(chat.generation)
+        chunks = self.stages.generate_chunks(chat.generation)
         head: list[GeneratedText] = []
         try:
             while True:
                 # Until a replica has taken the request (its first, empty piece), the
                 # generator may be down; after that it is only slow.
                 limit = None if head else self.config.generator_start_timeout_s
-                piece = await deadline.within(anext(pieces, None), "generator", limit)
-                if piece is None:
+                chunk = await deadline.within(anext(chunks, None), "generator", limit)
+                if chunk is None:
                     return Answer(head, None)
-                head.append(piece)
-                if piece.text or piece.finish_reason:
-                    return Answer(head, pieces)
+                head.extend(chunk)
+                if any(piece.text or piece.finish_reason for piece in chunk):
+                    return Answer(head, chunks)
         except (StageTimeout, StageUnavailable) as error:
             logger.warning("answering without the generator: %s", error)
             self.metrics.degraded("generator")
-            await _close(pieces)
+            await _close(chunks)
             return Answer([], None, str(error))
         except BaseException:
-            await _close(pieces)
+            await _close(chunks)
             raise
 
     async def complete(self, chat: PreparedChat, deadline: Deadline) -> ChatCompletion:
@@ -177,7 +179,7 @@ class ChatService:
             answer = await self.start(chat, deadline)
             if answer.unavailable is None:
                 try:
-                    rest = await deadline.within(_collect(answer.rest), "generator")
+                    rest = await deadline.within(_collect_chunks(answer.rest), "generator")
                 except StageUnavailable as error:
                     # Nothing has reached the client yet: generate again, elsewhere.
                     if attempt < self.config.stage_retries:
@@ -214,7 +216,8 @@ class ChatService:
     async def stream(
         self, chat: PreparedChat, answer: Answer, include_usage: bool, deadline: Deadline
     ) -> AsyncIterator[str]:
-        """Server-sent events: role, content pieces, a last chunk with sources, [DONE].
+        """Server-sent events: role, content (one event for the pieces that arrived
+        together), a last chunk with sources, [DONE].
 
         A failure once the stream has begun is sent as an ``{"error": ...}`` event.
         """
@@ -230,22 +233,22 @@ class ChatService:
 
         notices = list(chat.notices)
         pieces = list(answer.head)
+        content = ContentEvents(chat.completion_id, chat.created, chat.model)
         try:
             yield chunk(Delta(role="assistant", content="")).sse()
             if answer.unavailable is not None:
                 notices.append(_unavailable_notice(answer.unavailable))
                 pieces = [GeneratedText(self.config.generator_unavailable_message, tokens=0)]
-            for piece in pieces:
-                if piece.text:
-                    yield chunk(Delta(content=piece.text)).sse()
+            if text := "".join(p.text for p in pieces):
+                yield content.event(text)
             rest = answer.rest
             while rest is not None:
                 following = await deadline.within(anext(rest, None), "generator")
                 if following is None:
                     break
-                pieces.append(following)
-                if following.text:
-                    yield chunk(Delta(content=following.text)).sse()
+                pieces.extend(following)
+                if text := "".join(p.text for p in following):
+                    yield content.event(text)
         except (DeadlineExceeded, StageUnavailable) as error:
             status, code = (
                 (504, "deadline_exceeded")
@@ -399,7 +402,13 @@ async def _collect(pieces: AsyncIterator[GeneratedText] | None) -> list[Generate
     return [p async for p in pieces] if pieces is not None else []
 
 
-async def _close(pieces: AsyncIterator[GeneratedText] | None) -> None:
+async def _collect_chunks(
+    chunks: AsyncIterator[list[GeneratedText]] | None,
+) -> list[GeneratedText]:
+    return [p async for chunk in chunks for p in chunk] if chunks is not None else []
+
+
+async def _close(pieces: AsyncIterator[object] | None) -> None:
     """Stop a generation early (Stages then cancels it in the generator)."""
     if isinstance(pieces, AsyncGenerator):
         await pieces.aclose()
