@@ -158,6 +158,13 @@ class VLLMGeneratorConfig(StrictConfig):
     max_num_seqs: int | None = Field(
         None, ge=1, description="Most sequences decoded together; default: vLLM's."
     )
+    stream_interval: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens vLLM gathers per streamed piece after the first, which goes at "
+        "once: fewer messages through every hop at many streams, coarser streaming; default: "
+        "vLLM's (1, every token).",
+    )
     enforce_eager: bool = Field(
         False, description="Skip CUDA graph capture: faster start, slower decoding."
     )

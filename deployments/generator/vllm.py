@@ -36,6 +36,7 @@ def engine_arguments(config: VLLMGeneratorConfig) -> dict[str, Any]:
         "gpu_memory_utilization": config.gpu_memory_utilization,
         "max_model_len": config.max_model_len,
         "max_num_seqs": config.max_num_seqs,
+        "stream_interval": config.stream_interval,
         "enforce_eager": config.enforce_eager,
         "enable_prefix_caching": config.enable_prefix_caching,
         "trust_remote_code": config.trust_remote_code,

@@ -95,3 +95,19 @@ def test_passages_are_dropped_to_fit_max_model_len(
     generated = sum(piece.tokens for piece in pieces)
     assert generated == MAX_MODEL_LEN - last.prompt_tokens, "the answer took the rest"
     assert engine.stats()["unfinished_requests"] == 0
+
+
+def test_tokens_are_streamed_in_pieces_of_stream_interval(
+    engine: VLLMGenerator, loop: asyncio.AbstractEventLoop
+) -> None:
+    interval = engine.config.stream_interval
+    assert interval is not None and interval > 1, "serve_config.yaml sets stream_interval"
+    wanted = 6 * interval + 1
+    request = GenerationRequest(messages=QUESTION, max_tokens=wanted, temperature=0.0)
+    pieces = loop.run_until_complete(collect(engine.generate(request)))
+    counts = [piece.tokens for piece in pieces]
+    assert sum(counts) == wanted, counts
+    # The first token goes at once, then vLLM gathers `interval` tokens per piece (more
+    # when this reader falls behind, which vLLM merges).
+    assert all(n >= interval for n in counts[1:-1]), counts
+    assert len(counts) <= 1 + 6, counts  # every token on its own would be 1 + 6 x interval

@@ -78,6 +78,9 @@ def test_engine_arguments_follow_the_config() -> None:
     assert arguments["max_num_batched_tokens"] == 8192
     assert "distributed_executor_backend" not in arguments, "auto leaves vLLM's own choice"
     assert "quantization" not in arguments and "tokenizer" not in arguments
+    assert "stream_interval" not in arguments, "unset: vLLM's own (every token)"
+    coarse = CONFIG.model_copy(update={"stream_interval": 8})
+    assert engine_arguments(coarse)["stream_interval"] == 8
     tp = CONFIG.model_copy(
         update={"tensor_parallel_size": 2, "distributed_executor_backend": "ray"}
     )
