@@ -115,14 +115,21 @@ $(PRODUCTION_VENV)/.installed: pyproject.toml $(PRODUCTION_REQS)
 	$(PRODUCTION_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
 
+# Ray Serve's high-throughput mode, in which docs/production.md runs the graph: HAProxy in
+# place of Serve's Python proxy, gRPC between deployments, replicas' code on their own loop.
+SERVE_HIGH_THROUGHPUT := RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+
 test-production: $(PRODUCTION_VENV)/.installed
-	$(PRODUCTION_BIN)/pytest tests/production -p no:cacheprovider --durations=5
+	$(SERVE_HIGH_THROUGHPUT) $(PRODUCTION_BIN)/pytest tests/production -p no:cacheprovider \
+	  --durations=5
 
 # Streaming through the graph against vLLM's own OpenAI server on the production tier's
-# tiny model (docs/performance.md): 1, 8 and 32 streams, the sides taking turns.
+# tiny model (docs/performance.md): 1, 8 and 32 streams, the sides taking turns, the graph
+# in Ray Serve's high-throughput mode.
 bench-vllm: $(PRODUCTION_VENV)/.installed
 	mkdir -p bench-results
-	$(PRODUCTION_BIN)/jarag bench vllm --json bench-results/vllm_streaming.json
+	$(SERVE_HIGH_THROUGHPUT) $(PRODUCTION_BIN)/jarag bench vllm \
+	  --json bench-results/vllm_streaming.json
 
 clean:
 	rm -rf $(VENV) $(PRODUCTION_VENV) indexes .pytest_cache .mypy_cache .ruff_cache

@@ -182,6 +182,15 @@ def group_sizes(app: dict[str, Any], settings: KubeRaySettings) -> GroupSizes:
     return GroupSizes(settings.min_cpu_workers, cpu_max, gpu_min, gpu_max)
 
 
+SERVE_HIGH_THROUGHPUT_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+}
+"""Ray Serve's high-throughput mode, set on every Ray node: HAProxy in place of Serve's
+Python proxy, gRPC between deployments, replicas' code on their own event loop
+(docs/production.md, "Streaming throughput"; the Makefile's SERVE_HIGH_THROUGHPUT)."""
+
+
 def _container(
     name: str,
     settings: KubeRaySettings,
@@ -199,6 +208,7 @@ def _container(
         # deploy instead of downloading at start (no outside call while serving).
         {"name": "HF_HOME", "value": str(WORKDIR / "hf-cache")},
         {"name": "HF_HUB_OFFLINE", "value": "1"},
+        *({"name": k, "value": v} for k, v in SERVE_HIGH_THROUGHPUT_ENV.items()),
     ]
     return {
         "name": name,
@@ -362,7 +372,9 @@ def index_job(serve_config: Path, settings: KubeRaySettings = KubeRaySettings())
     )
     container = _container("index-build", settings, settings.gpu_worker, [], index_mount(config))
     del container["ports"]
-    container["env"] = [e for e in container["env"] if e["name"] != "HF_HUB_OFFLINE"]
+    # It downloads the models and runs no Serve.
+    serving_only = {"HF_HUB_OFFLINE", *SERVE_HIGH_THROUGHPUT_ENV}
+    container["env"] = [e for e in container["env"] if e["name"] not in serving_only]
     container["volumeMounts"].append(
         {"name": "data", "mountPath": str(WORKDIR / "corpus"), "subPath": "corpus"}
     )

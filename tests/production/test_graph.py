@@ -4,7 +4,10 @@ rerank from the model stages, per-request sampling reaching vLLM."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,10 +35,26 @@ def client(production_graph: Deployed) -> OpenAI:
     return OpenAI(base_url=f"{production_graph.url}/v1", api_key="unused", max_retries=0)
 
 
-def generator_stats() -> dict[str, Any]:
-    handle = serve.get_deployment_handle("Generator", app_name=APP)
-    details: dict[str, Any] = handle.describe.remote().result(timeout_s=60)
-    return details
+@pytest.fixture(scope="module")
+def handle_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop in a thread of its own for handle calls: in Ray Serve's
+    high-throughput mode a handle's router lives on the loop that first uses it, and a
+    blocking ``.result()`` outside a loop is refused."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+
+
+def generator_stats(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    async def describe() -> dict[str, Any]:
+        handle = serve.get_deployment_handle("Generator", app_name=APP)
+        details: dict[str, Any] = await handle.describe.remote()
+        return details
+
+    return asyncio.run_coroutine_threadsafe(describe(), loop).result(timeout=60)
 
 
 def test_check_accepts_the_overlaid_config(production_graph: Deployed) -> None:
@@ -45,7 +64,9 @@ def test_check_accepts_the_overlaid_config(production_graph: Deployed) -> None:
     assert "Generator 0.7 + Embedder 0.1 + Reranker 0.1" in result.stdout
 
 
-def test_the_three_model_stages_share_the_one_gpu(production_graph: Deployed) -> None:
+def test_the_three_model_stages_share_the_one_gpu(
+    production_graph: Deployed, handle_loop: asyncio.AbstractEventLoop
+) -> None:
     assert {n["Resources"].get("GPU") for n in _alive_nodes()} == {1.0}
     body = requests.get(f"{production_graph.url}/healthz", timeout=60).json()
     assert body["status"] == "ok", body
@@ -68,7 +89,7 @@ def test_the_three_model_stages_share_the_one_gpu(production_graph: Deployed) ->
         assert replicas[name].required_resources.get("GPU") == pytest.approx(share), name
     for name in ("Ingress", "Retriever"):
         assert "GPU" not in replicas[name].required_resources, name
-    assert generator_stats()["model"] == CHAT_MODEL
+    assert generator_stats(handle_loop)["model"] == CHAT_MODEL
 
 
 def _alive_nodes() -> list[dict[str, Any]]:
@@ -255,9 +276,9 @@ def test_per_request_sampling_reaches_vllm(client: OpenAI) -> None:
 
 
 def test_a_client_that_disconnects_mid_stream_cancels_the_generation(
-    production_graph: Deployed,
+    production_graph: Deployed, handle_loop: asyncio.AbstractEventLoop
 ) -> None:
-    before = generator_stats()
+    before = generator_stats(handle_loop)
     body = {
         "model": CHAT_MODEL,
         "messages": QUESTION,
@@ -273,7 +294,7 @@ def test_a_client_that_disconnects_mid_stream_cancels_the_generation(
         assert next(line for line in lines if line.startswith(b"data: {"))
     deadline = time.monotonic() + 30
     while True:
-        stats = generator_stats()
+        stats = generator_stats(handle_loop)
         cancelled = stats["generations_cancelled"] > before["generations_cancelled"]
         # vLLM's own count: the aborted request is no longer running or waiting.
         if cancelled and stats["engine"]["unfinished_requests"] == 0:

@@ -190,7 +190,8 @@ def test_the_index_job_builds_with_the_serve_config_onto_the_volume() -> None:
     for stage in ("embedder", "reranker", "generator"):
         assert args[stage]["model"] in script
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert not any(e["name"] == "HF_HUB_OFFLINE" for e in container["env"])
+    names = {e["name"] for e in container["env"]}
+    assert "HF_HUB_OFFLINE" not in names and not names & set(kuberay.SERVE_HIGH_THROUGHPUT_ENV)
 
 
 def test_the_pod_monitor_selects_the_ray_pods_metrics_port() -> None:
@@ -204,6 +205,21 @@ def test_the_pod_monitor_selects_the_ray_pods_metrics_port() -> None:
         assert selector.items() <= template["metadata"]["labels"].items()
         ports = {p["name"] for p in template["spec"]["containers"][0]["ports"]}
         assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
+
+
+def test_every_ray_node_runs_serve_in_its_high_throughput_mode() -> None:
+    spec = rayservice()["spec"]["rayClusterConfig"]
+    templates = [spec["headGroupSpec"]["template"]] + [
+        g["template"] for g in spec["workerGroupSpecs"]
+    ]
+    for template in templates:
+        env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+        assert kuberay.SERVE_HIGH_THROUGHPUT_ENV.items() <= env.items()
+    # The production tier and the streaming benchmark run the graph in the same mode.
+    (line,) = re.findall(
+        r"^SERVE_HIGH_THROUGHPUT := (.+)$", (REPO / "Makefile").read_text(), re.MULTILINE
+    )
+    assert dict(v.split("=") for v in line.split()) == kuberay.SERVE_HIGH_THROUGHPUT_ENV
 
 
 # --- image and launcher configs ------------------------------------------------------------
