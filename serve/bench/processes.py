@@ -28,6 +28,9 @@ def role(process: psutil.Process, app: str | None = None) -> str | None:
         return "proxy"
     if "ServeController" in title:
         return "controller"
+    if "haproxy" in title.split(" ", 1)[0]:
+        # Serve's HTTP proxy in its high-throughput mode (RAY_SERVE_ENABLE_HA_PROXY=1).
+        return "haproxy"
     if "serve.bench.single_process" in title:
         return "single-process"
     if "raylet" in title or "gcs_server" in title or "ray::" in title or "ray/" in title:
