@@ -19,7 +19,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -35,6 +35,8 @@ class StreamResult:
     completion_tokens: int
     prompt_tokens: int | None
     seconds: float
+    reconnects: int = 0
+    """1 when the request was sent again on a new connection (see ``ChatStreams``)."""
 
 
 @dataclass
@@ -137,15 +139,28 @@ class ChatStreams:
     async def __call__(self, number: int) -> StreamResult:
         assert self._session is not None, "use ChatStreams in an async with block"
         body = self.bodies[number % len(self.bodies)]
-        reader = StreamReader(time.perf_counter())
-        async with self._session.post(self.url, data=body) as response:
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}: {(await response.text())[:300]}")
-            async for line in response.content:
-                reader.feed(line, time.perf_counter())
+        started = time.perf_counter()
+        for reconnects in range(2):
+            reader = StreamReader(started)
+            answered = False
+            try:
+                async with self._session.post(self.url, data=body) as response:
+                    answered = True
+                    if response.status != 200:
+                        text = (await response.text())[:300]
+                        raise RuntimeError(f"HTTP {response.status}: {text}")
+                    async for line in response.content:
+                        reader.feed(line, time.perf_counter())
+                break
+            except aiohttp.ServerDisconnectedError:
+                # A kept-alive connection the server closed as the request went out
+                # (HAProxy does when it reloads its config on a replica change): sent
+                # again once on a new connection, as HTTP clients do; the wait counts.
+                if answered or reconnects:
+                    raise
         if not reader.done:
             raise RuntimeError("the stream ended without data: [DONE]")
-        return reader.result(time.perf_counter())
+        return replace(reader.result(time.perf_counter()), reconnects=reconnects)
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,8 @@ class Level:
     """min, mean and max completion tokens of one stream."""
     prompt_tokens: int | None
     streams_without_text: int = 0
+    reconnects: int = 0
+    """Requests sent again on a new connection after the server closed a kept-alive one."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,6 +211,7 @@ def summarize(streams: int, results: Sequence[StreamResult], seconds: float) -> 
         },
         prompt_tokens=max(prompts) if prompts else None,
         streams_without_text=sum(1 for r in results if r.first_token_s is None),
+        reconnects=sum(r.reconnects for r in results),
     )
 
 

@@ -429,6 +429,7 @@ def _describe(level: Level) -> str:
         f"{level.tokens_per_s:.1f} tok/s, TTFT p50 {ttft['p50']:.1f} ms p99 {ttft['p99']:.1f} ms, "
         f"{tokens['mean']:.1f} tokens per stream (min {tokens['min']:.0f}), "
         f"prompt {level.prompt_tokens} tokens"
+        + (f", {level.reconnects} sent again on a new connection" if level.reconnects else "")
     )
 
 

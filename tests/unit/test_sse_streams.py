@@ -10,6 +10,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -54,6 +55,12 @@ class SSEServer:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.bodies.append(await request.json())
+        if (self.mode == "drop once" and len(self.bodies) == 1) or self.mode == "drop":
+            # The connection closed with no answer, as a reloading proxy closes a
+            # kept-alive one.
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         if self.mode == "reject":
             return web.json_response({"error": {"message": "max_tokens too large"}}, status=400)
         self.in_flight += 1
@@ -63,6 +70,10 @@ class SSEServer:
             await response.prepare(request)
             await response.write(b": a comment line\n\n")
             await response.write(_chunk("", role="assistant"))
+            if self.mode == "cut":
+                assert request.transport is not None
+                request.transport.close()
+                return response
             await asyncio.sleep(FIRST_TEXT_DELAY_S)
             await response.write(_chunk(""))
             if self.mode == "error":
@@ -141,6 +152,28 @@ def test_a_failed_stream_is_an_error_not_a_figure(mode: str, message: str) -> No
     server.mode = mode
     with pytest.raises(RuntimeError, match=message):
         _one_stream(server)
+
+
+def test_a_request_whose_connection_closed_unanswered_is_sent_again_once() -> None:
+    server = SSEServer()
+    server.mode = "drop once"
+    result = _one_stream(server)
+    assert len(server.bodies) == 2 and result.reconnects == 1
+    assert result.completion_tokens == TOKENS
+    assert summarize(1, [result, _one_stream(SSEServer())], 1.0).reconnects == 1
+    server = SSEServer()
+    server.mode = "drop"
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        _one_stream(server)
+    assert len(server.bodies) == 2, "sent again once, not more"
+
+
+def test_a_stream_cut_after_its_answer_began_is_an_error_not_sent_again() -> None:
+    server = SSEServer()
+    server.mode = "cut"
+    with pytest.raises(aiohttp.ClientError):
+        _one_stream(server)
+    assert len(server.bodies) == 1
 
 
 def test_a_level_keeps_its_streams_in_flight_and_sums_their_tokens() -> None:
