@@ -254,6 +254,10 @@ def test_launcher_configs_validate_against_rays_schema(name: str) -> None:
         assert (REPO / source).is_file(), source
     assert any("--num-cpus=0" in c for c in config["head_start_ray_commands"])
     assert all("--dashboard-host=127.0.0.1" in c for c in config["head_start_ray_commands"][1:])
+    mode = " ".join(f"{k}={v}" for k, v in kuberay.SERVE_HIGH_THROUGHPUT_ENV.items())
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = [c for c in config[key] if "ray start" in c]
+        assert start and all(f"export {mode};" in c for c in start), "Serve's mode, every node"
 
 
 def test_the_cloud_config_has_a_gpu_worker_per_generator_replica() -> None:
