@@ -37,6 +37,12 @@ def rayservice() -> dict[str, Any]:
     return service
 
 
+def ray_pod_templates() -> list[dict[str, Any]]:
+    """The head's pod template, then each worker group's."""
+    spec = rayservice()["spec"]["rayClusterConfig"]
+    return [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+
+
 def serve_config_v2() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(rayservice()["spec"]["serveConfigV2"])
     return data
@@ -149,11 +155,7 @@ def test_the_volume_is_mounted_where_the_config_names_the_index() -> None:
     assert claim["kind"] == "PersistentVolumeClaim"
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     index = Path(find_application(serve_config_v2(), SERVE_CONFIG, None)["args"]["index"]["path"])
-    spec = rayservice()["spec"]["rayClusterConfig"]
-    pods = [spec["headGroupSpec"]["template"]["spec"]] + [
-        g["template"]["spec"] for g in spec["workerGroupSpecs"]
-    ]
-    for pod in pods:
+    for pod in (template["spec"] for template in ray_pod_templates()):
         (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
         assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
         mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
@@ -197,22 +199,14 @@ def test_the_index_job_builds_with_the_serve_config_onto_the_volume() -> None:
 def test_the_pod_monitor_selects_the_ray_pods_metrics_port() -> None:
     (monitor,) = documents(CLUSTER / "monitoring.yaml")
     selector = monitor["spec"]["selector"]["matchLabels"]
-    spec = rayservice()["spec"]["rayClusterConfig"]
-    templates = [spec["headGroupSpec"]["template"]] + [
-        g["template"] for g in spec["workerGroupSpecs"]
-    ]
-    for template in templates:
+    for template in ray_pod_templates():
         assert selector.items() <= template["metadata"]["labels"].items()
         ports = {p["name"] for p in template["spec"]["containers"][0]["ports"]}
         assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
 
 
 def test_every_ray_node_runs_serve_in_its_high_throughput_mode() -> None:
-    spec = rayservice()["spec"]["rayClusterConfig"]
-    templates = [spec["headGroupSpec"]["template"]] + [
-        g["template"] for g in spec["workerGroupSpecs"]
-    ]
-    for template in templates:
+    for template in ray_pod_templates():
         env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
         assert kuberay.SERVE_HIGH_THROUGHPUT_ENV.items() <= env.items()
     # The production tier and the streaming benchmark run the graph in the same mode.
